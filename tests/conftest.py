@@ -55,9 +55,9 @@ def make_cfg(tmp_path):
             cfg.paths.cache_dir = str(tmp_path / "cache")
             if fast:
                 cfg.trainer.max_epochs = min(cfg.trainer.max_epochs, 1)
-                cfg.trainer.limit_train_batches = cfg.trainer.get("limit_train_batches") or 4
-                cfg.trainer.limit_val_batches = cfg.trainer.get("limit_val_batches") or 2
-                cfg.trainer.limit_test_batches = cfg.trainer.get("limit_test_batches") or 2
+                for stage, batches in {"train": 4, "val": 2, "test": 2}.items():
+                    if cfg.trainer[f"limit_{stage}_batches"] == 1.0:  # not set by an override
+                        cfg.trainer[f"limit_{stage}_batches"] = batches
                 cfg.trainer.enable_progress_bar = False
                 cfg.trainer.accelerator = "cpu"
         return cfg

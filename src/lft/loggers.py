@@ -28,3 +28,11 @@ def wandb_credentials() -> bool:
         return netrc.netrc().authenticators("api.wandb.ai") is not None
     except (FileNotFoundError, netrc.NetrcParseError):
         return False
+
+
+def finish_loggers(loggers) -> None:
+    """Close wandb runs so their summary is written (Lightning leaves them open for the process)."""
+    if any(type(logger).__name__ == "WandbLogger" for logger in loggers):
+        import wandb
+
+        wandb.finish()

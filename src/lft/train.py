@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from lft import CONFIG_DIR
 from lft.checks import check_config
 from lft.errors import ConfigError
-from lft.loggers import build_loggers
+from lft.loggers import build_loggers, finish_loggers
 from lft.models import load_tokenizer
 from lft.module import FineTuneModule
 from lft.run_folder import save_config, save_manifest, save_metrics, save_weights
@@ -72,6 +72,7 @@ def train(cfg: DictConfig) -> dict:
         save_metrics(metrics, run_dir)
         log.info("Run folder: %s", run_dir.resolve())
         log.info("Metrics: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
+    finish_loggers(trainer.loggers)
     return metrics
 
 
