@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from lft.train import train
 from tests.conftest import shared_data
 

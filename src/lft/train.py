@@ -12,7 +12,7 @@ import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lft import CONFIG_DIR
 from lft.checks import check_config
@@ -43,12 +43,15 @@ def train(cfg: DictConfig) -> dict:
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg.get("logger")) or False)
+    trainable, total = count_parameters(model)
+    for logger in trainer.loggers:  # the whole resolved config, so dashboards can group and compare runs
+        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "trainable_params": trainable,
+                                "total_params": total})
     if trainer.is_global_zero:
         save_config(cfg, run_dir)
 
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
-    trainable, total = count_parameters(model)
     metrics = {
         "fit_seconds": round(time.perf_counter() - start, 1),
         "epochs": trainer.current_epoch,
