@@ -42,10 +42,16 @@ def save_weights(model, tokenizer, run_dir: Path) -> Path:
     out = run_dir / ("adapter" if isinstance(model, PeftModel) else "model")
     model.save_pretrained(out)
     if isinstance(model, PeftModel):
-        # The base's config (labels, head, quantization) next to the adapter: enough to rebuild the base later.
-        model.get_base_model().config.save_pretrained(out)
+        save_base_config(model, out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def save_base_config(model: PeftModel, out: Path) -> None:
+    """The base's config (labels, head class, quantization) beside an adapter: enough to rebuild the base later."""
+    base = model.get_base_model()
+    base.config.architectures = [type(base).__name__]  # from_pretrained keeps the checkpoint's (e.g. BertModel)
+    base.config.save_pretrained(out)
 
 
 # peft methods whose weights fold into the base's linear layers (prompt/prefix tuning add virtual tokens instead).
