@@ -9,7 +9,7 @@ from pathlib import Path
 import transformers
 from omegaconf import OmegaConf
 from peft import PeftConfig, PeftModel
-from transformers import AutoConfig
+from transformers import AutoConfig, BitsAndBytesConfig
 
 from lft.errors import ConfigError
 
@@ -77,10 +77,15 @@ def load_run_model(run_dir, merge: bool = False, dequantize: bool = False):
             "it with peft (PeftModel.from_pretrained)."
         )
     config = AutoConfig.from_pretrained(adapter)
-    if dequantize and hasattr(config, "quantization_config"):
+    quantization = getattr(config, "quantization_config", None)
+    if quantization is not None:
+        # In a config it would mean "these weights are already quantized"; the base on disk is not: quantize it again.
         del config.quantization_config
-    model = PeftModel.from_pretrained(model_class(config).from_pretrained(base_path(run_dir, peft_config), config=config),
-                                      adapter)
+        quantization = None if dequantize else BitsAndBytesConfig.from_dict(
+            quantization if isinstance(quantization, dict) else quantization.to_dict())
+    base = model_class(config).from_pretrained(base_path(run_dir, peft_config), config=config,
+                                               quantization_config=quantization)
+    model = PeftModel.from_pretrained(base, adapter)
     return model.merge_and_unload() if merge else model
 
 
