@@ -99,8 +99,8 @@ def test_distill_from_a_finished_run(make_cfg, tiny_bert, tmp_path, caplog):
 
 # --- bad input ----------------------------------------------------------------------------------------
 def test_teacher_with_another_vocabulary(make_cfg, tiny_teacher, tmp_path):
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
     from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 
     # A student with its own 100-token vocabulary and tokenizer.
     tok = Tokenizer(models.WordLevel({f"w{i}": i for i in range(100)} | {"[UNK]": 100}, unk_token="[UNK]"))
