@@ -124,3 +124,18 @@ def test_teacher_required_and_labels_must_match(make_cfg, tiny_bert, tiny_teache
     with pytest.raises(ConfigError, match="strategy.alpha=1.5 must be in"):
         train(make_cfg("strategy=distill", f"model.name_or_path={tiny_bert}", f"strategy.teacher={tiny_teacher}",
                        "strategy.alpha=1.5"))
+
+
+def test_seq2seq_kd_uses_decoder_positions_unshifted():
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=40, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2, decoder_start_token_id=0)
+    student, teacher = T5ForConditionalGeneration(config).eval(), T5ForConditionalGeneration(config).eval()
+    batch = {"input_ids": torch.randint(1, 40, (2, 6)), "labels": torch.tensor([[5, 6, 7, -100], [8, 9, -100, -100]])}
+    task = DistillationTask(SimpleNamespace(), teacher, temperature=1.0, alpha=1.0)
+    s, t = student(**batch).logits, teacher(**batch).logits
+    expected = kd_loss(s, t, 1.0, mask=batch["labels"] != -100)  # decoder position i predicts label i
+    assert task.loss(student, batch).item() == pytest.approx(expected.item(), rel=1e-5)
+    task.alpha = 0.0
+    assert task.loss(student, batch).item() == pytest.approx(student(**batch).loss.item(), rel=1e-6)
