@@ -107,12 +107,12 @@ def test_kbit_adapters_refuse_to_merge_unless_forced(make_cfg, tiny_bert_64, tmp
     assert (export(cfg.paths.output_dir, str(tmp_path / "adapter"), merge=False) / "adapter_config.json").exists()
 
 
-def test_cli_entry_point(runs, tmp_path):
+def test_cli_entry_point(runs, tmp_path, capsys):
     out = tmp_path / "cli"
     result = subprocess.run([sys.executable, "-m", "lft.export", f"run={runs['lora']}", f"out={out}"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (Path(out) / "model.safetensors").exists()
-    bad = subprocess.run([sys.executable, "-m", "lft.export", f"run={runs['lora']}", f"out={out}"],
-                         capture_output=True, text=True)
-    assert bad.returncode == 2 and "not empty" in bad.stderr
+    with pytest.raises(SystemExit) as exit_info:  # bad input: one line, exit status 2, no traceback
+        main([f"run={runs['lora']}", f"out={out}"])
+    assert exit_info.value.code == 2
