@@ -29,18 +29,35 @@ def shared_data(name: str) -> Path:
     return path
 
 
+def save_tiny_bert(path: Path, layers: int = 2, head: bool = False, width: int = 32) -> str:
+    """A random BERT with the packaged MiniLM tokenizer; head=True adds a negative/positive classifier."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(MINILM))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=width, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * width, max_position_embeddings=128,
+                        id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+    (BertForSequenceClassification if head else BertModel)(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory) -> str:
     """A 2-layer, 32-wide random BERT with the packaged MiniLM tokenizer, saved as a local folder."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
-    path = tmp_path_factory.mktemp("tiny_bert")
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(MINILM))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    BertModel(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return str(path)
+
+@pytest.fixture(scope="session")
+def tiny_bert_64(tmp_path_factory) -> str:
+    """tiny_bert 64 wide: bitsandbytes' CPU 4-bit inference kernels need in_features >= their 64-value block."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert_64"), width=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(tmp_path_factory) -> str:
+    """A 4-layer tiny BERT classifier (negative/positive) to distill from."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_teacher"), layers=4, head=True)
 
 
 @pytest.fixture

@@ -1,5 +1,7 @@
 """Checks of a composed config that need no data or weights: they run before anything is loaded."""
 
+from functools import cache
+
 import torch
 
 from lft.errors import ConfigError
@@ -20,3 +22,41 @@ def check_config(cfg) -> None:
     for key in ("batch_size", "eval_batch_size", "max_length"):
         if cfg.data.get(key) is not None and cfg.data[key] <= 0:
             raise ConfigError(f"data.{key}={cfg.data[key]} must be positive.")
+    check_quantization(cfg)
+
+
+def check_quantization(cfg) -> None:
+    """k-bit loading needs a peft strategy (quantized weights cannot train) and a working bitsandbytes."""
+    from lft.strategies import PEFT_STRATEGIES
+
+    q = cfg.model.get("quantization")
+    if not q:
+        return
+    if cfg.strategy.name not in PEFT_STRATEGIES:
+        raise ConfigError(
+            f"model.quantization (bits={q.get('bits')}) with strategy={cfg.strategy.name}: k-bit weights cannot be "
+            f"trained directly; use a peft strategy ({', '.join(sorted(PEFT_STRATEGIES))}) or set model.quantization=null."
+        )
+    problem = bitsandbytes_problem(int(q.get("bits") or 0))
+    if problem:
+        raise ConfigError(
+            f"model.quantization.bits={q.get('bits')}: bitsandbytes cannot run on this machine ({problem}). "
+            "Install a bitsandbytes build for this platform (>=0.48 runs on CPU too), or train without "
+            "quantization: strategy=lora instead of qlora/lora_8bit."
+        )
+
+
+@cache
+def bitsandbytes_problem(bits: int) -> str | None:
+    """None when a tiny k-bit layer runs forward and backward here; else what went wrong."""
+    try:
+        import bitsandbytes as bnb
+
+        layer = bnb.nn.Linear4bit(64, 64, compute_dtype=torch.float32) if bits == 4 else \
+            bnb.nn.Linear8bitLt(64, 64, has_fp16_weights=False)
+        layer = layer.to("cuda" if torch.cuda.is_available() else "cpu")  # quantizes the weights
+        x = torch.randn(2, 64, device=layer.weight.device, requires_grad=True)
+        layer(x).float().sum().backward()
+    except Exception as err:  # any import, backend or kernel failure means the same to the user
+        return f"{type(err).__name__}: {err}".strip()[:300]
+    return None

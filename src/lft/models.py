@@ -118,12 +118,41 @@ def set_dropout(config, p: float) -> list[str]:
 
 
 def load_pretrained(model_cfg, auto_class, **config_overrides) -> torch.nn.Module:
-    """Load weights with `auto_class` (e.g. AutoModelForSequenceClassification)."""
+    """Load weights with `auto_class` (e.g. AutoModelForSequenceClassification), in k-bit if model.quantization says."""
     config = load_config(model_cfg, **config_overrides)
     dtype = getattr(torch, model_cfg.dtype) if model_cfg.get("dtype") else torch.float32
     path, _ = model_source(model_cfg)
-    model = auto_class.from_pretrained(path, config=config, dtype=dtype)
+    quantization = bnb_config(model_cfg.get("quantization"))
+    model = auto_class.from_pretrained(path, config=config, dtype=dtype, quantization_config=quantization)
     model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as they are
     if model_cfg.get("gradient_checkpointing"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+# New task heads start random and train in full: never quantize them (nor the LM head, as transformers does).
+UNQUANTIZED_HEADS = ["classifier", "pre_classifier", "score", "qa_outputs", "lm_head"]
+
+
+def bnb_config(q):
+    """BitsAndBytesConfig from `model.quantization` ({bits: 4|8, quant_type, double_quant, compute_dtype}) or None."""
+    if not q:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    bits = q.get("bits")
+    if bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=UNQUANTIZED_HEADS)
+    if bits == 4:
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=q.get("quant_type", "nf4"),
+            bnb_4bit_use_double_quant=q.get("double_quant", True),
+            bnb_4bit_compute_dtype=getattr(torch, q.get("compute_dtype") or "float32"),
+            llm_int8_skip_modules=UNQUANTIZED_HEADS,
+        )
+    raise ConfigError(f"model.quantization.bits={bits!r}: use 4 (QLoRA, NF4) or 8 (LLM.int8), or quantization=null.")
+
+
+def is_quantized(model) -> bool:
+    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))

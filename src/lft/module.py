@@ -6,8 +6,10 @@ import lightning as L
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from lft.errors import ConfigError
 from lft.schedulers import lr_lambda
 
+ADALORA_PLACEHOLDER_STEPS = 1_000_000  # strategies/peft_family.py builds AdaLoRA with this until fit starts
 NO_DECAY = ("bias", "norm", "ln_")  # parameter-name fragments that skip weight decay
 
 
@@ -22,6 +24,24 @@ class FineTuneModule(L.LightningModule):
         self.test_metrics = task.metrics().clone(prefix="test/")
         # Checkpoints keep only trainable weights (see on_save_checkpoint), so loading is partial.
         self.strict_loading = False
+
+    def on_fit_start(self):
+        # AdaLoRA schedules its rank budget over the run's length, known only now (see strategies/peft_family.py).
+        allocator = self._adalora_allocator()
+        if allocator is not None and allocator.peft_config.total_step == ADALORA_PLACEHOLDER_STEPS:
+            total, config = int(self.trainer.estimated_stepping_batches), allocator.peft_config
+            if config.tinit >= total - config.tfinal:
+                raise ConfigError(f"strategy.tinit={config.tinit} + strategy.tfinal={config.tfinal} leave no rank "
+                                  f"budgeting phase in {total} steps; lower them or train longer.")
+            allocator.set_total_step(total)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        # AdaLoRA prunes ranks from this step's gradients: after the optimizer step, before they are zeroed.
+        if self._adalora_allocator() is not None:
+            self.model.base_model.update_and_allocate(self.global_step)
+
+    def _adalora_allocator(self):
+        return getattr(getattr(self.model, "base_model", None), "rankallocator", None)
 
     def training_step(self, batch, batch_idx):
         loss = self.task.loss(self.model, batch)

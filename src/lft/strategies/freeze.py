@@ -12,7 +12,7 @@ def apply(model, cfg, task):
         if not heads:
             raise ConfigError(f"strategy.head_only: this {task.name} model has no separate head to train.")
         set_trainable(model, heads)
-        return model
+        return model, task
     layers_name, layers = find_layers(model)
     n = cfg.get("freeze_bottom_layers") or 0
     if not 0 <= n <= len(layers):
@@ -22,7 +22,7 @@ def apply(model, cfg, task):
         frozen += embedding_modules(model)
     for name, param in model.named_parameters():
         param.requires_grad_(not under(name, frozen))
-    return model
+    return model, task
 
 
 def find_layers(model) -> tuple[str, nn.ModuleList]:

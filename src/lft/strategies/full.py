@@ -4,4 +4,4 @@
 def apply(model, cfg, task):
     for param in model.parameters():
         param.requires_grad_(True)
-    return model
+    return model, task

@@ -1,6 +1,9 @@
-"""LoRA through peft: low-rank adapters on chosen linear layers; the task head trains in full."""
+"""LoRA configs for peft (plain, rsLoRA, DoRA, k-bit): low-rank adapters on chosen linear layers.
 
-from peft import LoraConfig, get_peft_model
+The task head trains in full; peft_family.apply wraps the model with what lora_config builds.
+"""
+
+from peft import LoraConfig
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
 from torch import nn
 
@@ -45,18 +48,25 @@ def peft_common(cfg, task, model) -> dict:
     return {"task_type": task.peft_task_type, "modules_to_save": sorted(set(to_save)) or None}
 
 
-def apply(model, cfg, task):
+def target_modules(model, cfg) -> list[str] | str:
+    """strategy.target_modules, or the per-architecture default; checked against the model."""
     targets = cfg.get("target_modules")
     targets = default_target_modules(model) if targets is None else (targets if isinstance(targets, str) else list(targets))
     check_target_modules(model, targets)
-    lora = LoraConfig(
+    return targets
+
+
+def lora_config(model, cfg, task) -> LoraConfig:
+    bias = cfg.get("bias", "none")
+    if bias not in ("none", "all", "lora_only"):
+        raise ConfigError(f"strategy.bias={bias!r}: use none, all or lora_only.")
+    return LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
-        target_modules=targets,
-        bias=cfg.get("bias", "none"),
-        use_rslora=cfg.get("use_rslora", False),
-        use_dora=cfg.get("use_dora", False),
+        target_modules=target_modules(model, cfg),
+        bias=bias,
+        use_rslora=cfg.get("use_rslora", False),  # scale by alpha/sqrt(r), not alpha/r: stable at high ranks
+        use_dora=cfg.get("use_dora", False),  # magnitude + direction decomposition (DoRA)
         **peft_common(cfg, task, model),
     )
-    return get_peft_model(model, lora)

@@ -1,0 +1,103 @@
+"""The peft family over one code path: build the peft config `strategy.name` names, prepare k-bit weights, wrap.
+
+LoRA and its variants (rsLoRA, DoRA, bias, modules to save, 8-bit, QLoRA) come from lora.lora_config; the
+other methods are a few lines each below. Every method reports its trainable parameters (apply_strategy logs them).
+"""
+
+from peft import (
+    AdaLoraConfig,
+    IA3Config,
+    PrefixTuningConfig,
+    PromptTuningConfig,
+    get_peft_model,
+    prepare_model_for_kbit_training,
+)
+from peft.utils import TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING as ADALORA_DEFAULTS
+from peft.utils import TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as IA3_FEEDFORWARD
+from peft.utils import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as IA3_DEFAULTS
+
+from lft.errors import ConfigError
+from lft.models import is_quantized
+from lft.module import ADALORA_PLACEHOLDER_STEPS  # AdaLoRA needs the run's length: on_fit_start sets it
+from lft.strategies.lora import check_target_modules, lora_config, peft_common, target_modules
+
+# Tasks peft's prompt learning (virtual tokens) has a model class for.
+PROMPT_LEARNING_TASKS = ("SEQ_CLS", "CAUSAL_LM", "SEQ_2_SEQ_LM")
+
+
+def _defaults(table, model, cfg, key="target_modules"):
+    value = cfg.get(key)
+    if value is not None:
+        return value if isinstance(value, str) else list(value)
+    found = table.get(model.config.model_type)
+    if not found:
+        raise ConfigError(f"strategy.{key}: peft has no default for model type {model.config.model_type!r}; "
+                          f"list module names, e.g. strategy.{key}=[query,value].")
+    return list(found)
+
+
+def ia3_config(model, cfg, task) -> IA3Config:
+    targets = _defaults(IA3_DEFAULTS, model, cfg)
+    feedforward = _defaults(IA3_FEEDFORWARD, model, cfg, "feedforward_modules")
+    check_target_modules(model, targets)
+    return IA3Config(target_modules=targets, feedforward_modules=feedforward, **peft_common(cfg, task, model))
+
+
+def adalora_config(model, cfg, task) -> AdaLoraConfig:
+    targets = cfg.get("target_modules")
+    targets = _defaults(ADALORA_DEFAULTS, model, cfg) if targets is None else target_modules(model, cfg)
+    check_target_modules(model, targets)
+    return AdaLoraConfig(
+        init_r=cfg.init_r, target_r=cfg.target_r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+        target_modules=targets, tinit=cfg.tinit, tfinal=cfg.tfinal, deltaT=cfg.delta_t,
+        total_step=cfg.get("total_step") or ADALORA_PLACEHOLDER_STEPS, **peft_common(cfg, task, model),
+    )
+
+
+def _check_prompt_learning(cfg, task):
+    if task.peft_task_type not in PROMPT_LEARNING_TASKS:
+        raise ConfigError(
+            f"strategy={cfg.name}: peft's virtual tokens support {', '.join(PROMPT_LEARNING_TASKS)} models, not the "
+            f"{task.name} task ({task.peft_task_type}); use strategy=lora or strategy=ia3 instead."
+        )
+    if cfg.num_virtual_tokens < 1:
+        raise ConfigError(f"strategy.num_virtual_tokens={cfg.num_virtual_tokens} must be at least 1.")
+
+
+def prompt_tuning_config(model, cfg, task) -> PromptTuningConfig:
+    _check_prompt_learning(cfg, task)
+    text = cfg.get("init_text")  # start the soft prompt from a phrase's embeddings, e.g. "Classify the sentiment:"
+    init = {"prompt_tuning_init": "TEXT", "prompt_tuning_init_text": text,
+            "tokenizer_name_or_path": model.name_or_path} if text else {}
+    return PromptTuningConfig(num_virtual_tokens=cfg.num_virtual_tokens, **init, **peft_common(cfg, task, model))
+
+
+def prefix_tuning_config(model, cfg, task) -> PrefixTuningConfig:
+    _check_prompt_learning(cfg, task)
+    return PrefixTuningConfig(num_virtual_tokens=cfg.num_virtual_tokens, prefix_projection=cfg.get("projection", False),
+                              **peft_common(cfg, task, model))
+
+
+BUILDERS = {
+    "lora": lora_config,
+    "ia3": ia3_config,
+    "adalora": adalora_config,
+    "prompt_tuning": prompt_tuning_config,
+    "prefix_tuning": prefix_tuning_config,
+}
+
+
+def apply(model, cfg, task):
+    peft_config = BUILDERS[cfg.name](model, cfg, task)
+    checkpointing = any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+    if is_quantized(model):
+        # The seed guide's post-processing: freeze, cast norms and other small fp16/bf16 weights to fp32.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
+    if checkpointing:
+        # Frozen embeddings: the first checkpointed block still needs an input that requires grad.
+        model.enable_input_require_grads()
+    try:
+        return get_peft_model(model, peft_config), task
+    except (ValueError, TypeError, NotImplementedError, AttributeError) as err:
+        raise ConfigError(f"strategy={cfg.name}: peft cannot apply it to {type(model).__name__}: {err}") from err
