@@ -127,3 +127,8 @@ def load_pretrained(model_cfg, auto_class, **config_overrides) -> torch.nn.Modul
     if model_cfg.get("gradient_checkpointing"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+def is_encoder_decoder(model_cfg) -> bool:
+    """T5/BART-like (encoder + decoder) versus decoder-only, read from the checkpoint's config."""
+    return bool(getattr(load_config(model_cfg), "is_encoder_decoder", False))

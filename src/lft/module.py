@@ -6,6 +6,7 @@ import lightning as L
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from lft.loggers import log_samples
 from lft.schedulers import lr_lambda
 
 NO_DECAY = ("bias", "norm", "ln_")  # parameter-name fragments that skip weight decay
@@ -22,6 +23,8 @@ class FineTuneModule(L.LightningModule):
         self.test_metrics = task.metrics().clone(prefix="test/")
         # Checkpoints keep only trainable weights (see on_save_checkpoint), so loading is partial.
         self.strict_loading = False
+        # Generated rows of the last evaluation per stage (generative tasks), for lft.evaluate.
+        self.samples: dict[str, list[dict]] = {}
 
     def training_step(self, batch, batch_idx):
         loss = self.task.loss(self.model, batch)
@@ -39,6 +42,20 @@ class FineTuneModule(L.LightningModule):
         n = _batch_size(batch)
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=n)
         self.log_dict(metrics, prog_bar=True, batch_size=n)
+
+    def on_validation_epoch_end(self):
+        self._log_samples("val")
+
+    def on_test_epoch_end(self):
+        self._log_samples("test")
+
+    def _log_samples(self, stage: str):
+        take = getattr(self.task, "take_samples", None)  # only generative tasks generate text
+        rows = take() if take else []
+        if rows:
+            self.samples[stage] = rows
+            if self.trainer.is_global_zero:
+                log_samples(self.loggers, rows, stage, self.global_step)
 
     def configure_optimizers(self):
         decay, no_decay = [], []
