@@ -73,11 +73,13 @@ def get_template(spec: str | None, source_column: str | None) -> Template:
 class PromptBuilder:
     """Render a row's prompt (optionally in the chat template), shortening its longest field to fit `max_tokens`."""
 
-    def __init__(self, template: Template, tokenizer, max_tokens: int | None, chat: bool = False):
+    def __init__(self, template: Template, tokenizer, max_tokens: int | None, chat: bool = False,
+                 decoder: bool = False):
         self.template = template
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.chat = chat
+        self.decoder = decoder  # a decoder continues the prompt, so it must not end in EOS (BERT-style [SEP])
 
     def text(self, row: dict) -> str:
         text = self.template.render(row)
@@ -88,7 +90,9 @@ class PromptBuilder:
 
     def ids(self, text: str) -> list[int]:
         # Chat templates carry their own special tokens; plain prompts get the tokenizer's (BOS for Llama, none for GPT-2).
-        return self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
+        ids = self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
+        eos = self.tokenizer.eos_token_id
+        return ids[:-1] if self.decoder and ids and eos is not None and ids[-1] == eos else ids
 
     def build(self, row: dict) -> tuple[str, list[int]]:
         text = self.text(row)

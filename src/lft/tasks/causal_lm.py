@@ -52,7 +52,7 @@ class CausalLMTask:
         cfg = self.cfg
         template = get_template(cfg.get("template"), cfg.get("source_column"))
         return PromptBuilder(template, tokenizer, cfg.get("max_source_length"),
-                             chat=chat_enabled(cfg.get("chat_template", "auto"), tokenizer))
+                             chat=chat_enabled(cfg.get("chat_template", "auto"), tokenizer), decoder=True)
 
     def _encode_prompts(self, tokenizer, seed: int) -> DatasetDict:
         cfg = self.cfg

@@ -10,7 +10,7 @@ from transformers import AutoModelForSeq2SeqLM
 
 from lft.data.datamodule import EncodedDataModule
 from lft.data.pairs import limit_long_targets, load_pairs, reference_columns, row_references, row_target
-from lft.data.templates import PromptBuilder
+from lft.data.templates import PromptBuilder, get_template
 from lft.generation import EvalCollator, Generator, split_fields
 from lft.metrics import collection, generation_metrics, perplexity_metrics
 from lft.models import load_pretrained
@@ -27,8 +27,8 @@ class Seq2SeqTask:
     # --- data ---------------------------------------------------------------------------------
     def encode(self, tokenizer, seed: int) -> EncodedDataModule:
         cfg = self.cfg
-        splits, template = load_pairs(cfg, seed)
-        prompts = PromptBuilder(template, tokenizer, cfg.max_source_length)
+        splits, _ = load_pairs(cfg, seed)
+        prompts = self.prompt_builder(tokenizer)
         self.generator = Generator(tokenizer, cfg.get("generate"), decoder_only=False)
         limits = {"validation": gen_limit(cfg, "val_samples"), "test": gen_limit(cfg, "test_samples")}
 
@@ -53,6 +53,10 @@ class Seq2SeqTask:
         encoded = limit_long_targets(cfg, type(splits)({s: encode_split(s, ds) for s, ds in splits.items()}))
         return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
                                  cfg.get("num_workers", 0))
+
+    def prompt_builder(self, tokenizer) -> PromptBuilder:
+        template = get_template(self.cfg.get("template"), self.cfg.get("source_column"))
+        return PromptBuilder(template, tokenizer, self.cfg.max_source_length)
 
     # --- model --------------------------------------------------------------------------------
     def build_model(self, model_cfg) -> nn.Module:
