@@ -131,13 +131,13 @@ def pairs_data(tmp_path_factory) -> str:
 
 @pytest.fixture
 def make_cfg(tmp_path):
-    """Compose conf/train.yaml with overrides, writing into tmp_path, sized for seconds on a CPU."""
+    """Compose conf/<config>.yaml (train, evaluate) with overrides, writing into tmp_path, sized for seconds on a CPU."""
 
-    def _make(*overrides: str, fast: bool = True):
+    def _make(*overrides: str, fast: bool = True, config: str = "train", out: str = "run"):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=False)
+            cfg = compose(config_name=config, overrides=list(overrides), return_hydra_config=False)
         with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path / "run")
+            cfg.paths.output_dir = str(tmp_path / out)
             cfg.paths.cache_dir = str(tmp_path / "cache")
             if fast:
                 cfg.trainer.max_epochs = min(cfg.trainer.max_epochs, 1)
