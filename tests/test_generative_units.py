@@ -157,3 +157,16 @@ def test_chat_template_required_but_missing(make_cfg, tiny_gpt2, pairs_data):
 def test_template_naming_no_column():
     with pytest.raises(ConfigError, match="names no column"):
         get_template("Summarize this", None)
+
+
+@pytest.mark.parametrize("override", ["data=dialogsum", "data=samsum", "data=alpaca", "data=dolly",
+                                      "data=english_quotes", "data=text", "model=flan_t5_base", "model=gpt2",
+                                      "model=llama", "model=opt_6_7b", "experiment=flan_t5_dialogsum_lora"])
+def test_new_config_files_compose(make_cfg, override):
+    cfg = make_cfg(override, fast=False)
+    assert cfg.data.task in ("classification", "seq2seq", "causal_lm") and cfg.model.name_or_path
+    if cfg.data.task == "seq2seq":
+        assert get_template(cfg.data.template, cfg.data.source_column).columns()
+        assert cfg.monitor.metric == "val/rouge1"
+    if override.startswith("experiment"):
+        assert cfg.strategy.r == 32 and list(cfg.strategy.target_modules) == ["q", "v"]

@@ -67,8 +67,8 @@ class Generator:
         preds = self.generate(model, prompts)
         refs = [fields["references"][i] for i in rows]
         update_generation(metrics, preds, refs)
-        for i, pred, ref in zip(rows, preds, refs, strict=True):
-            prompt = self.tokenizer.decode(prompts[rows.index(i)], skip_special_tokens=not self.decoder_only)
+        for i, prompt_ids, pred, ref in zip(rows, prompts, preds, refs, strict=True):
+            prompt = self.tokenizer.decode(prompt_ids, skip_special_tokens=not self.decoder_only)
             self.samples.append({"row": int(fields["row"][i]), "prompt": prompt, "reference": ref[0], "prediction": pred})
 
     def take_samples(self) -> list[dict]:
