@@ -60,15 +60,101 @@ def tiny_teacher(tmp_path_factory) -> str:
     return save_tiny_bert(tmp_path_factory.mktemp("tiny_teacher"), layers=4, head=True)
 
 
+def _tiny_tokenizer():
+    """The packaged MiniLM WordPiece tokenizer, with [SEP] doubling as EOS so decoders can learn to stop."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(MINILM))
+    tokenizer.eos_token = "[SEP]"
+    return tokenizer
+
+
+def _save_tiny(tmp_path_factory, name: str, model) -> str:
+    path = tmp_path_factory.mktemp(name)
+    model.save_pretrained(path)
+    _tiny_tokenizer().save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory) -> str:
+    """A 2+2-layer, 32-wide random T5 (flan-T5's architecture) with the MiniLM tokenizer."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tok = _tiny_tokenizer()
+    config = T5Config(vocab_size=tok.vocab_size, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2,
+                      num_heads=4, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id, decoder_start_token_id=tok.pad_token_id)
+    return _save_tiny(tmp_path_factory, "tiny_t5", T5ForConditionalGeneration(config))
+
+
+@pytest.fixture(scope="session")
+def tiny_bart(tmp_path_factory) -> str:
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    tok = _tiny_tokenizer()
+    config = BartConfig(vocab_size=tok.vocab_size, d_model=32, encoder_layers=2, decoder_layers=2,
+                        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                        max_position_embeddings=512, pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id,
+                        eos_token_id=tok.sep_token_id, decoder_start_token_id=tok.sep_token_id,
+                        forced_eos_token_id=None)
+    return _save_tiny(tmp_path_factory, "tiny_bart", BartForConditionalGeneration(config))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory) -> str:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = _tiny_tokenizer()
+    config = GPT2Config(vocab_size=tok.vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=512,
+                        bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id)
+    return _save_tiny(tmp_path_factory, "tiny_gpt2", GPT2LMHeadModel(config))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> str:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = _tiny_tokenizer()
+    config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
+    return _save_tiny(tmp_path_factory, "tiny_llama", LlamaForCausalLM(config))
+
+
+@pytest.fixture(scope="session")
+def pairs_data(tmp_path_factory) -> str:
+    """A folder of synthetic dialogue -> summary splits shaped like DialogSum (test has summary1..3)."""
+    import json
+    import random
+
+    rng = random.Random(0)
+    names, things = ["Amy", "Bob", "Carl", "Dana"], ["the tickets", "a cake", "the report", "a bike"]
+    path = tmp_path_factory.mktemp("pairs")
+    for split, n in (("train", 40), ("validation", 12), ("test", 12)):
+        with (path / f"{split}.jsonl").open("w") as f:
+            for i in range(n):
+                a, b, thing = rng.choice(names), rng.choice(names), rng.choice(things)
+                row = {"fname": f"{split}_{i}", "dialogue": f"#Person1#: {a} here. Can you bring {thing}?\n"
+                       f"#Person2#: Sure, {b} will bring {thing} tomorrow."}
+                summary = f"{b} will bring {thing} for {a}."
+                if split == "test":
+                    row.update(summary1=summary, summary2=f"{a} asks {b} for {thing}.", summary3=summary)
+                else:
+                    row["summary"] = summary
+                f.write(json.dumps(row) + "\n")
+    return str(path)
+
+
 @pytest.fixture
 def make_cfg(tmp_path):
-    """Compose conf/train.yaml with overrides, writing into tmp_path, sized for seconds on a CPU."""
+    """Compose conf/<config>.yaml (train, evaluate) with overrides, writing into tmp_path, sized for seconds on a CPU."""
 
-    def _make(*overrides: str, fast: bool = True):
+    def _make(*overrides: str, fast: bool = True, config: str = "train", out: str = "run"):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=False)
+            cfg = compose(config_name=config, overrides=list(overrides), return_hydra_config=False)
         with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path / "run")
+            cfg.paths.output_dir = str(tmp_path / out)
             cfg.paths.cache_dir = str(tmp_path / "cache")
             if fast:
                 cfg.trainer.max_epochs = min(cfg.trainer.max_epochs, 1)
@@ -77,6 +163,11 @@ def make_cfg(tmp_path):
                         cfg.trainer[f"limit_{stage}_batches"] = batches
                 cfg.trainer.enable_progress_bar = False
                 cfg.trainer.accelerator = "cpu"
+                gen = cfg.data.get("generate")
+                if gen:  # tiny random models babble to max_new_tokens: keep generation short
+                    gen.max_new_tokens = min(gen.max_new_tokens, 8)
+                    gen.val_samples = min(gen.val_samples, 4)
+                    gen.test_samples = 4 if gen.test_samples is None else min(gen.test_samples, 4)
         return cfg
 
     return _make

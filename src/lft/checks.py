@@ -19,7 +19,7 @@ def check_config(cfg) -> None:
         raise ConfigError("trainer.accelerator=gpu but no CUDA GPU is visible; use trainer=cpu or trainer.accelerator=auto.")
     if cfg.optimizer.get("lr", 1) <= 0:
         raise ConfigError(f"optimizer.lr={cfg.optimizer.lr} must be positive.")
-    for key in ("batch_size", "eval_batch_size", "max_length"):
+    for key in ("batch_size", "eval_batch_size", "max_length", "max_source_length", "max_target_length", "block_size"):
         if cfg.data.get(key) is not None and cfg.data[key] <= 0:
             raise ConfigError(f"data.{key}={cfg.data[key]} must be positive.")
     check_quantization(cfg)

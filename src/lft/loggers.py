@@ -1,8 +1,10 @@
 """Experiment loggers from config (CSV, TensorBoard, wandb); wandb drops to offline without credentials."""
 
+import csv
 import logging
 import netrc
 import os
+from pathlib import Path
 
 from hydra.utils import instantiate
 
@@ -36,3 +38,29 @@ def finish_loggers(loggers) -> None:
         import wandb
 
         wandb.finish()
+
+
+SAMPLE_COLUMNS = ("row", "prompt", "reference", "prediction")
+
+
+def log_samples(loggers, rows: list[dict], stage: str, step: int) -> None:
+    """A table of generated samples per evaluation: CSV file, TensorBoard text, or wandb table."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+    table = [[str(r.get(c, "")) for c in SAMPLE_COLUMNS] for r in rows]
+    for logger in loggers:
+        if isinstance(logger, CSVLogger):
+            out = Path(logger.log_dir) / "samples" / f"{stage}_step{step}.csv"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with out.open("w", newline="") as f:
+                csv.writer(f).writerows([SAMPLE_COLUMNS, *table])
+        elif isinstance(logger, TensorBoardLogger):
+            md = "| " + " | ".join(SAMPLE_COLUMNS) + " |\n|" + "---|" * len(SAMPLE_COLUMNS) + "\n"
+            md += "\n".join("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table)
+            logger.experiment.add_text(f"{stage}/samples", md, step)
+        elif isinstance(logger, WandbLogger):
+            logger.log_text(key=f"{stage}/samples", columns=list(SAMPLE_COLUMNS), data=table)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")

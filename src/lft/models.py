@@ -156,3 +156,8 @@ def bnb_config(q):
 
 def is_quantized(model) -> bool:
     return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
+
+
+def is_encoder_decoder(model_cfg) -> bool:
+    """T5/BART-like (encoder + decoder) versus decoder-only, read from the checkpoint's config."""
+    return bool(getattr(load_config(model_cfg), "is_encoder_decoder", False))

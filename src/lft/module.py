@@ -7,6 +7,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from lft.errors import ConfigError
+from lft.loggers import log_samples
 from lft.schedulers import lr_lambda
 
 ADALORA_PLACEHOLDER_STEPS = 1_000_000  # strategies/peft_family.py builds AdaLoRA with this until fit starts
@@ -24,6 +25,8 @@ class FineTuneModule(L.LightningModule):
         self.test_metrics = task.metrics().clone(prefix="test/")
         # Checkpoints keep only trainable weights (see on_save_checkpoint), so loading is partial.
         self.strict_loading = False
+        # Generated rows of the last evaluation per stage (generative tasks), for lft.evaluate.
+        self.samples: dict[str, list[dict]] = {}
 
     def on_fit_start(self):
         # AdaLoRA schedules its rank budget over the run's length, known only now (see strategies/peft_family.py).
@@ -59,6 +62,20 @@ class FineTuneModule(L.LightningModule):
         n = _batch_size(batch)
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=n)
         self.log_dict(metrics, prog_bar=True, batch_size=n)
+
+    def on_validation_epoch_end(self):
+        self._log_samples("val")
+
+    def on_test_epoch_end(self):
+        self._log_samples("test")
+
+    def _log_samples(self, stage: str):
+        take = getattr(self.task, "take_samples", None)  # only generative tasks generate text
+        rows = take() if take else []
+        if rows:
+            self.samples[stage] = rows
+            if self.trainer.is_global_zero:
+                log_samples(self.loggers, rows, stage, self.global_step)
 
     def configure_optimizers(self):
         decay, no_decay = [], []

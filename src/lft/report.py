@@ -1,7 +1,8 @@
-"""`python -m lft.report <run or sweep dir>... [--metric test/accuracy]`: compare runs in a table and a plot.
+"""Compare runs: `python -m lft.report <run dir | sweep dir | results.json>... [--metric test/accuracy]`.
 
-Finds every metrics.json below the given folders (a Hydra multirun folder holds one per job), labels
-each run by its command-line overrides, and writes report.md and report.png into the first folder.
+Folders: every metrics.json below them (a Hydra multirun folder holds one per job), each run labelled by its
+command-line overrides. JSON files: the rows `lft.evaluate out=...` appended. Prints a Markdown table and,
+for folders, writes report.md and report.png (a bar plot of --metric) into the first folder.
 """
 
 import argparse
@@ -10,7 +11,40 @@ from pathlib import Path
 
 import yaml
 
-COLUMNS = ("test/accuracy", "test/f1", "test/rouge1", "test/loss", "best_val/accuracy", "trainable_params", "fit_seconds")
+COLUMNS = ("test/accuracy", "test/f1", "test/rouge1", "test/rouge2", "test/rougeL", "test/bleu", "test/perplexity",
+           "test/loss", "best_val/accuracy", "trainable_params", "fit_seconds")
+
+# Fractions shown as points (x100), as papers report ROUGE and BLEU.
+POINTS = ("rouge1", "rouge2", "rougeL", "bleu", "accuracy", "f1")
+FIRST = ("name", "rows", "rouge1", "rouge2", "rougeL", "bleu", "perplexity", "loss", "accuracy", "f1", "seconds")
+
+
+def read_rows(path) -> list[dict]:
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() and path.stat().st_size else []
+
+
+def append_row(path, row: dict) -> list[dict]:
+    rows = [r for r in read_rows(path) if r.get("name") != row.get("name")] + [row]  # re-running replaces a row
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table over the metric columns the rows share."""
+    columns = [c for c in FIRST if any(c in r for r in rows)]
+
+    def cell(row, column):
+        value = row.get(column, "")
+        if isinstance(value, float):
+            return f"{100 * value:.2f}" if column in POINTS else f"{value:.3f}" if column != "seconds" else f"{value:.0f}"
+        return str(value)
+
+    header = [f"{c} (x100)" if c in POINTS else c for c in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 def collect(folders: list[Path]) -> list[dict]:
@@ -53,23 +87,28 @@ def bar_plot(rows: list[dict], metric: str, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folders", nargs="+", type=Path)
-    parser.add_argument("--metric", default="test/accuracy", help="metric to sort by and plot")
+    parser.add_argument("paths", nargs="+", type=Path, help="run or multirun folders, or lft.evaluate result files")
+    parser.add_argument("--metric", default="test/accuracy", help="metric to sort folders' runs by and plot")
     args = parser.parse_args(argv)
-    missing = [str(f) for f in args.folders if not f.exists()]
+    missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
-        parser.error(f"no such folder: {', '.join(missing)}")
-    rows = collect(args.folders)
+        parser.error(f"no such file or folder: {', '.join(missing)}")
+    results = [row for p in args.paths if p.is_file() for row in read_rows(p)]
+    if results:
+        print(format_table(results))
+    folders = [p for p in args.paths if p.is_dir()]
+    if not folders:
+        return
+    rows = collect(folders)
     if not rows:
         parser.error("no metrics.json found below the given folders; pass run or multirun folders")
     rows.sort(key=lambda r: r.get(args.metric, float("-inf")), reverse=True)
     columns = [c for c in dict.fromkeys([args.metric, *COLUMNS]) if any(c in r for r in rows)]
     table = markdown_table(rows, columns)
-    out = args.folders[0] if args.folders[0].is_dir() else Path(".")
-    (out / "report.md").write_text(table + "\n")
-    bar_plot(rows, args.metric, out / "report.png")
+    (folders[0] / "report.md").write_text(table + "\n")
+    bar_plot(rows, args.metric, folders[0] / "report.png")
     print(table)
-    print(f"\nWrote {out / 'report.md'} and {out / 'report.png'}")
+    print(f"\nWrote {folders[0] / 'report.md'} and {folders[0] / 'report.png'}")
 
 
 if __name__ == "__main__":

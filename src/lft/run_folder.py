@@ -7,7 +7,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import transformers
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from peft import PeftConfig, PeftModel
 from transformers import AutoConfig, BitsAndBytesConfig
 
@@ -112,3 +112,24 @@ def _git_sha() -> str | None:
                               cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def load_run_config(run_dir) -> DictConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise ConfigError(f"run={str(run_dir)!r}: no config.yaml there; give a run folder written by lft.train.")
+    return OmegaConf.load(path)
+
+
+def load_trained_model(task, model_cfg, run_dir=None):
+    """The base model (run_dir=None), base + the run's LoRA adapter (merged for speed), or the run's full weights."""
+    if run_dir is None:
+        return task.build_model(model_cfg)
+    run = Path(run_dir)
+    if (run / "adapter").is_dir():
+        base = task.build_model(model_cfg)
+        return PeftModel.from_pretrained(base, run / "adapter").merge_and_unload()
+    if (run / "model").is_dir():
+        full = OmegaConf.merge(model_cfg, {"name_or_path": str(run / "model"), "gguf_file": None})
+        return task.build_model(full)
+    raise ConfigError(f"run={str(run_dir)!r} holds no adapter/ or model/ folder; did the training run finish?")

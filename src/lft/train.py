@@ -36,7 +36,7 @@ def train(cfg: DictConfig) -> dict:
 
     # Data first: bad columns or labels fail before any weights load.
     tokenizer = load_tokenizer(cfg.model)
-    task = build_task(cfg.data)
+    task = build_task(cfg.data, cfg.model)
     datamodule = task.encode(tokenizer, cfg.seed)
     # A strategy may swap the task too (distillation wraps its loss with the teacher's).
     model, task = apply_strategy(task.build_model(cfg.model), cfg.strategy, task)

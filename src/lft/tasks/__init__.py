@@ -8,16 +8,49 @@ Every task offers the same small surface, used by train() and the Lightning modu
   metrics() -> torchmetrics.MetricCollection
   loss(model, batch) -> Tensor                   training loss
   evaluate(model, batch, metrics) -> Tensor      validation/test loss; updates metrics
+  take_samples() -> list[dict]                   (generative tasks) rows generated since the last call
+
+`data.task` names what the data is; the model's architecture picks the code for text-to-text data:
+  classification   text (+ pair) -> label                         ClassificationTask
+  seq2seq          template(source columns) -> target text        Seq2SeqTask on encoder-decoders (T5, BART),
+                                                                  CausalLMTask (prompt mode) on decoder-only LMs
+  causal_lm        raw text, chunked into blocks                  CausalLMTask (raw-text mode), decoders only
+So one data config (e.g. `dialogsum`) trains flan-T5 and SmolLM2 alike; decoders read the same template.
 """
 
 from lft.errors import ConfigError
+from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.classification import ClassificationTask
+from lft.tasks.seq2seq import Seq2SeqTask
 
-TASKS = {"classification": ClassificationTask}
+TASKS = {"classification": ClassificationTask, "seq2seq": Seq2SeqTask, "causal_lm": CausalLMTask}
 
 
-def build_task(data_cfg):
+def build_task(data_cfg, model_cfg=None):
     name = data_cfg.get("task")
     if name not in TASKS:
         raise ConfigError(f"data.task={name!r} is unknown; choose one of {', '.join(TASKS)}.")
+    if name in ("seq2seq", "causal_lm") and model_cfg is not None:
+        return _generative_task(name, data_cfg, model_cfg)
+    return TASKS[name](data_cfg)
+
+
+def _generative_task(name: str, data_cfg, model_cfg):
+    from lft.models import is_encoder_decoder
+
+    encoder_decoder = is_encoder_decoder(model_cfg)
+    if name == "causal_lm" and encoder_decoder:
+        raise ConfigError(
+            f"data.task=causal_lm (raw text) needs a decoder-only model, but model.name_or_path="
+            f"{model_cfg.name_or_path!r} is an encoder-decoder; use a decoder (model=gpt2, model=smollm2_135m) "
+            "or text-to-text data (data.task=seq2seq)."
+        )
+    if name == "seq2seq" and not encoder_decoder:
+        if not data_cfg.get("template"):
+            raise ConfigError(
+                f"data.task=seq2seq on the decoder-only model {model_cfg.name_or_path!r} needs a prompt template: "
+                "set data.template (e.g. 'Summarize: {dialogue}\\nSummary: ') so the model knows where the "
+                "response starts, or use an encoder-decoder model (model=flan_t5_base)."
+            )
+        return CausalLMTask(data_cfg)
     return TASKS[name](data_cfg)

@@ -1,0 +1,81 @@
+"""Text-to-text data (source -> target) shared by the seq2seq and prompt-mode causal LM tasks.
+
+Loads the splits, checks every column the template and targets need (before any model loads), and gives each
+row its references: `data.reference_columns` (DialogSum's test has summary1..3) where a split has them, else
+the target column alone. A split without the target column trains/validates on its first reference.
+"""
+
+import logging
+
+from datasets import DatasetDict
+
+from lft.data.sources import load_splits
+from lft.data.templates import Template, get_template
+from lft.errors import ConfigError
+
+log = logging.getLogger(__name__)
+LONG_TARGET_POLICIES = ("error", "truncate", "drop")
+
+
+def load_pairs(cfg, seed: int) -> tuple[DatasetDict, Template]:
+    splits = load_splits(cfg, seed)
+    template = get_template(cfg.get("template"), cfg.get("source_column"))
+    for split, ds in splits.items():
+        for column in template.columns():
+            if column not in ds.column_names:
+                key = "data.template" if cfg.get("template") else "data.source_column"
+                raise ConfigError(
+                    f"{key} references column {column!r}, which the {split} split lacks "
+                    f"(columns: {', '.join(ds.column_names)}); fix {key} or the data."
+                )
+        if cfg.target_column not in ds.column_names and not reference_columns(cfg, ds):
+            raise ConfigError(
+                f"data.target_column={cfg.target_column!r} is not a column of the {split} split "
+                f"(columns: {', '.join(ds.column_names)}); set data.target_column (or data.reference_columns)."
+            )
+    if cfg.target_column not in splits["train"].column_names:
+        raise ConfigError(f"data.target_column={cfg.target_column!r} must be a column of the train split.")
+    return splits, template
+
+
+def reference_columns(cfg, ds) -> list[str]:
+    return [c for c in (cfg.get("reference_columns") or []) if c in ds.column_names]
+
+
+def row_references(cfg, columns: list[str], row: dict) -> list[str]:
+    refs = [str(row[c]) for c in columns if row.get(c)]
+    return refs or [str(row[cfg.target_column])]
+
+
+def row_target(cfg, columns: list[str], row: dict) -> str:
+    return str(row[cfg.target_column]) if cfg.target_column in row else row_references(cfg, columns, row)[0]
+
+
+def check_target_policy(cfg) -> str:
+    policy = cfg.get("long_targets", "error")
+    if policy not in LONG_TARGET_POLICIES:
+        raise ConfigError(f"data.long_targets={policy!r}: use one of {', '.join(LONG_TARGET_POLICIES)}.")
+    return policy
+
+
+def limit_long_targets(cfg, encoded: DatasetDict) -> DatasetDict:
+    """Apply data.long_targets to train rows whose target did not fit data.max_target_length (`too_long` flag).
+
+    Validation/test targets are only truncated: their metrics use the full reference text.
+    """
+    policy = check_target_policy(cfg)
+    n_long = sum(encoded["train"]["too_long"])
+    if n_long and policy == "error":
+        raise ConfigError(
+            f"data.max_target_length={cfg.max_target_length}: {n_long} of {len(encoded['train'])} train targets are "
+            "longer; raise data.max_target_length or set data.long_targets=truncate or drop."
+        )
+    if n_long and policy == "drop":
+        encoded["train"] = encoded["train"].filter(lambda r: not r["too_long"])
+        log.info("Dropped %d train rows whose target is over data.max_target_length=%d tokens.", n_long,
+                 cfg.max_target_length)
+    elif n_long:
+        log.info("Truncated %d train targets to data.max_target_length=%d tokens.", n_long, cfg.max_target_length)
+    if len(encoded["train"]) == 0:
+        raise ConfigError("data: no train row is left after data.long_targets=drop; raise data.max_target_length.")
+    return DatasetDict({s: ds.remove_columns("too_long") for s, ds in encoded.items()})

@@ -1,0 +1,114 @@
+"""`python -m lft.generate run=<run dir> prompt="..."`: answer prompts with a trained (or base) model.
+
+Arguments are key=value (free text needs no Hydra quoting):
+  run=<dir>            a run folder of lft.train (base model + adapter/, or model/)
+  model=<name>         or a base model: a conf/model name (smollm2_135m) or a Hub id/folder; data=<name> picks the template
+  prompt=<text>        one prompt; or prompts=<file>: one prompt per line, or .jsonl rows with the template's columns
+  format=template      template: the text fills the run's data template (+ chat template), as in training;
+                       chat: only the chat template; raw: the text as it is
+  max_new_tokens=, num_beams=, do_sample=, temperature=, top_p=   override data.generate
+"""
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from lft import CONFIG_DIR
+from lft.data.templates import PromptBuilder, Template, chat_enabled
+from lft.errors import ConfigError
+from lft.generation import Generator
+from lft.models import load_tokenizer
+from lft.run_folder import load_run_config, load_trained_model
+from lft.tasks import build_task
+from lft.tasks.causal_lm import CausalLMTask
+
+log = logging.getLogger("lft")
+KEYS = ("run", "model", "data", "prompt", "prompts", "format", "max_new_tokens", "num_beams", "do_sample",
+        "temperature", "top_p")
+FORMATS = ("template", "chat", "raw")
+
+
+def parse_args(argv: list[str]) -> dict:
+    args = {}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in KEYS:
+            raise ConfigError(f"lft.generate: {arg!r} is not key=value with a key among {', '.join(KEYS)}.")
+        args[key] = value
+    if not args.get("run") and not args.get("model"):
+        raise ConfigError("lft.generate: give run=<run dir> (a trained model) or model=<name> (a base model).")
+    if bool(args.get("prompt")) == bool(args.get("prompts")):
+        raise ConfigError("lft.generate: give exactly one of prompt=<text> or prompts=<file>.")
+    if args.setdefault("format", "template") not in FORMATS:
+        raise ConfigError(f"lft.generate: format={args['format']!r}; use one of {', '.join(FORMATS)}.")
+    return args
+
+
+def load_cfg(args: dict):
+    if args.get("run"):
+        return load_run_config(args["run"])
+    model = args["model"]
+    override = f"model={model}" if (CONFIG_DIR / "model" / f"{model}.yaml").exists() else f"model.name_or_path={model}"
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[override, f"data={args.get('data', 'dialogsum')}", "paths.output_dir=."])
+    return cfg
+
+
+def read_prompts(args: dict) -> list[dict | str]:
+    if args.get("prompt"):
+        return [args["prompt"]]
+    path = Path(args["prompts"])
+    if not path.exists():
+        raise ConfigError(f"lft.generate: prompts={str(path)!r} does not exist.")
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in lines] if path.suffix == ".jsonl" else lines
+
+
+def prompt_ids(item: dict | str, task, tokenizer, fmt: str) -> list[int]:
+    """Format one prompt the way the task formatted training prompts."""
+    data = task.cfg
+    if fmt == "raw" or (isinstance(task, CausalLMTask) and task.raw_text):
+        return tokenizer(item if isinstance(item, str) else json.dumps(item))["input_ids"]
+    chat = isinstance(task, CausalLMTask) and chat_enabled(data.get("chat_template", "auto"), tokenizer)
+    if fmt == "chat":
+        return PromptBuilder(Template("{text}"), tokenizer, None, chat=chat).build({"text": str(item)})[1]
+    builder = task.prompt_builder(tokenizer)
+    if isinstance(item, str):  # the text fills the template's first column (dialogue, instruction)
+        item = {**{c: "" for c in builder.template.columns()}, builder.template.columns()[0]: item}
+    return builder.build(item)[1]
+
+
+def generate(args: dict) -> list[str]:
+    cfg = load_cfg(args)
+    tokenizer = load_tokenizer(cfg.model)
+    task = build_task(cfg.data, cfg.model)
+    model = load_trained_model(task, cfg.model, args.get("run")).eval()
+    settings = OmegaConf.to_container(cfg.data.get("generate") or OmegaConf.create({}), resolve=True)
+    for key, cast in (("max_new_tokens", int), ("num_beams", int), ("temperature", float), ("top_p", float)):
+        if key in args:
+            settings[key] = cast(args[key])
+    if "do_sample" in args:
+        settings["do_sample"] = args["do_sample"].lower() in ("1", "true", "yes")
+    generator = Generator(tokenizer, OmegaConf.create(settings), decoder_only=isinstance(task, CausalLMTask))
+    items = read_prompts(args)
+    return generator.generate(model, [prompt_ids(item, task, tokenizer, args["format"]) for item in items])
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="[%(name)s] %(message)s")
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        for answer in generate(args):
+            print(answer)
+            print("---")
+    except ConfigError as err:
+        log.error("%s", err)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

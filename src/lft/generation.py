@@ -1,0 +1,95 @@
+"""Text generation for evaluation, `lft.evaluate` and `lft.generate`: batching, padding, decoding, scoring.
+
+Generation is slow (one forward pass per new token), so evaluation generates only for rows flagged `generate`
+when the data was encoded: the first `data.generate.val_samples` validation rows and `test_samples` test rows.
+"""
+
+import torch
+from transformers import DataCollatorForSeq2Seq
+
+from lft.errors import ConfigError
+from lft.metrics import update_generation
+
+# Row fields that ride along in evaluation batches but are not model inputs.
+EVAL_FIELDS = ("generate", "references", "prompt_length", "row")
+
+
+class Generator:
+    def __init__(self, tokenizer, gen_cfg, decoder_only: bool):
+        self.tokenizer = tokenizer
+        self.cfg = gen_cfg or {}
+        self.decoder_only = decoder_only
+        self.samples: list[dict] = []  # every generated row of the current evaluation epoch
+        if self.cfg.get("num_beams", 1) < 1 or self.cfg.get("max_new_tokens", 1) < 1:
+            raise ConfigError("data.generate.num_beams and data.generate.max_new_tokens must be >= 1.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cfg.get("val_samples"))
+
+    def settings(self) -> dict:
+        cfg = self.cfg
+        out = {"max_new_tokens": cfg.get("max_new_tokens", 64), "num_beams": cfg.get("num_beams", 1),
+               "do_sample": bool(cfg.get("do_sample", False))}
+        if out["do_sample"]:  # greedy/beam search warn about sampling settings they ignore
+            out.update(temperature=cfg.get("temperature", 1.0), top_p=cfg.get("top_p", 1.0), top_k=cfg.get("top_k", 50))
+        if cfg.get("repetition_penalty"):
+            out["repetition_penalty"] = cfg.repetition_penalty
+        return out
+
+    @torch.no_grad()
+    def generate(self, model, prompts: list[list[int]]) -> list[str]:
+        """Continue each prompt (token ids); returns only the new text."""
+        tok = self.tokenizer
+        side = tok.padding_side
+        tok.padding_side = "left" if self.decoder_only else "right"  # decoders continue from the last position
+        try:
+            batch = tok.pad({"input_ids": prompts}, return_tensors="pt")
+        finally:
+            tok.padding_side = side
+        device = next(model.parameters()).device
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = model.generate(**batch, **self.settings(), pad_token_id=tok.pad_token_id)
+        if self.decoder_only:
+            out = out[:, batch["input_ids"].shape[1]:]
+        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+
+    def evaluate(self, model, batch: dict, fields: dict, metrics) -> None:
+        """Generate for the flagged rows of an evaluation batch and update ROUGE/BLEU."""
+        if not self.enabled or "generate" not in fields:
+            return
+        rows = [i for i, flag in enumerate(fields["generate"].tolist()) if flag]
+        if not rows:
+            return
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        lengths = fields["prompt_length"] if self.decoder_only else mask.sum(-1)
+        prompts = [ids[i, : int(lengths[i])].tolist() for i in rows]  # batches are right-padded
+        preds = self.generate(model, prompts)
+        refs = [fields["references"][i] for i in rows]
+        update_generation(metrics, preds, refs)
+        for i, prompt_ids, pred, ref in zip(rows, prompts, preds, refs, strict=True):
+            prompt = self.tokenizer.decode(prompt_ids, skip_special_tokens=not self.decoder_only)
+            self.samples.append({"row": int(fields["row"][i]), "prompt": prompt, "reference": ref[0], "prediction": pred})
+
+    def take_samples(self) -> list[dict]:
+        samples, self.samples = sorted(self.samples, key=lambda s: s["row"]), []
+        return samples
+
+
+class EvalCollator:
+    """DataCollatorForSeq2Seq (labels padded with -100) that carries list-valued fields (references) as lists."""
+
+    def __init__(self, tokenizer):
+        self.pad = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, pad_to_multiple_of=8)
+
+    def __call__(self, features: list[dict]) -> dict:
+        lists = {k: [f.pop(k) for f in features] for k in ("references",) if k in features[0]}
+        batch = self.pad(features)
+        batch.update(lists)
+        return batch
+
+
+def split_fields(batch: dict) -> tuple[dict, dict]:
+    """(model inputs, evaluation-only fields) of a batch."""
+    inputs = {k: v for k, v in batch.items() if k not in EVAL_FIELDS}
+    return inputs, {k: v for k, v in batch.items() if k in EVAL_FIELDS}

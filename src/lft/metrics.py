@@ -1,0 +1,76 @@
+"""Metrics of generative tasks: perplexity from the loss, ROUGE and BLEU on generated text.
+
+Each metric computes one scalar, so `self.log_dict(collection)` logs `val/rouge1`, `val/rouge2`, `val/rougeL`,
+`val/bleu` and `val/perplexity` directly. Scores are fractions in [0, 1] (x100 for "points"). Tasks update
+members by name (`metrics["rouge1"].update(preds, refs)`), not the whole collection at once.
+"""
+
+import math
+
+import torch
+from rouge_score import rouge_scorer
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.text import SacreBLEUScore
+
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
+
+
+class Perplexity(Metric):
+    """exp(mean token negative log-likelihood) over every target token seen."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("nll", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, mean_loss: torch.Tensor, tokens: int | torch.Tensor) -> None:
+        tokens = torch.as_tensor(tokens, device=self.tokens.device)
+        self.nll += mean_loss.detach().double() * tokens
+        self.tokens += tokens
+
+    def compute(self) -> torch.Tensor:
+        if self.tokens == 0:
+            return torch.tensor(math.nan)
+        return torch.exp(self.nll / self.tokens).float()
+
+
+class Rouge(Metric):
+    """Mean ROUGE F-measure of one variant (rouge-score, Porter stemmer); best reference per prediction."""
+
+    full_state_update = False
+
+    def __init__(self, key: str):
+        super().__init__()
+        self.key = key
+        self.scorer = rouge_scorer.RougeScorer([key], use_stemmer=True)
+        self.add_state("total", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: list[str], references: list[list[str]]) -> None:
+        for pred, refs in zip(preds, references, strict=True):
+            self.total += max(self.scorer.score(ref, pred)[self.key].fmeasure for ref in refs)
+            self.count += 1
+
+    def compute(self) -> torch.Tensor:
+        return (self.total / self.count).float() if self.count else torch.tensor(math.nan)
+
+
+def perplexity_metrics() -> dict[str, Metric]:
+    return {"perplexity": Perplexity()}
+
+
+def generation_metrics() -> dict[str, Metric]:
+    """ROUGE-1/2/L and corpus BLEU (sacrebleu's 13a tokenizer; several references per prediction allowed)."""
+    return {**{key: Rouge(key) for key in ROUGE_KEYS}, "bleu": SacreBLEUScore()}
+
+
+def collection(metrics: dict[str, Metric]) -> MetricCollection:
+    # No compute groups: two ROUGE variants with equal states after one batch must not be merged.
+    return MetricCollection(metrics, compute_groups=False)
+
+
+def update_generation(metrics: MetricCollection, preds: list[str], references: list[list[str]]) -> None:
+    for key in (*ROUGE_KEYS, "bleu"):
+        metrics[key].update(preds, references)

@@ -1,0 +1,152 @@
+"""Decoder-only LMs (GPT-2, Llama, SmolLM2, OPT) in two modes.
+
+- prompt mode (text-to-text data, `data.task: seq2seq` on a decoder): input = prompt + response + EOS, where the
+  prompt is the rendered `data.template`, wrapped in the tokenizer's chat template when `data.chat_template`
+  says so. Labels are -100 over the prompt (unless `data.train_on_inputs`), so only response tokens carry loss;
+  the EOS teaches the model to stop.
+- raw-text mode (`data.task: causal_lm`): every row's `data.text_column` is tokenized, joined with EOS and cut
+  into `data.block_size` blocks; every token carries loss (self-supervised).
+"""
+
+import logging
+from itertools import chain
+
+import torch
+from datasets import DatasetDict
+from torch import nn
+from transformers import AutoModelForCausalLM
+
+from lft.data.datamodule import EncodedDataModule
+from lft.data.pairs import limit_long_targets, load_pairs, reference_columns, row_references, row_target
+from lft.data.sources import load_splits, require_columns
+from lft.data.templates import PromptBuilder, chat_enabled, get_template
+from lft.errors import ConfigError
+from lft.generation import EvalCollator, Generator, split_fields
+from lft.metrics import collection, generation_metrics, perplexity_metrics
+from lft.models import load_pretrained
+from lft.tasks.seq2seq import gen_limit
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+
+
+class CausalLMTask:
+    name = "causal_lm"
+    peft_task_type = "CAUSAL_LM"
+
+    def __init__(self, data_cfg):
+        self.cfg = data_cfg
+        self.raw_text = data_cfg.task == "causal_lm"
+        self.generator: Generator | None = None
+        self.prompts: PromptBuilder | None = None  # lft.generate reuses it to format user prompts
+
+    # --- data ---------------------------------------------------------------------------------
+    def encode(self, tokenizer, seed: int) -> EncodedDataModule:
+        tokenizer.padding_side = "right"  # prompt lengths index right-padded batches; generation left-pads itself
+        encoded = self._encode_raw(tokenizer, seed) if self.raw_text else self._encode_prompts(tokenizer, seed)
+        cfg = self.cfg
+        return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
+                                 cfg.get("num_workers", 0))
+
+    def prompt_builder(self, tokenizer) -> PromptBuilder:
+        cfg = self.cfg
+        template = get_template(cfg.get("template"), cfg.get("source_column"))
+        return PromptBuilder(template, tokenizer, cfg.get("max_source_length"),
+                             chat=chat_enabled(cfg.get("chat_template", "auto"), tokenizer), decoder=True)
+
+    def _encode_prompts(self, tokenizer, seed: int) -> DatasetDict:
+        cfg = self.cfg
+        splits, _ = load_pairs(cfg, seed)
+        self.prompts = prompts = self.prompt_builder(tokenizer)
+        log.info("Prompt format: %s", "chat template" if prompts.chat else "plain template")
+        self.generator = Generator(tokenizer, cfg.get("generate"), decoder_only=True)
+        eos = _eos_ids(tokenizer)
+        limits = {"validation": gen_limit(cfg, "val_samples"), "test": gen_limit(cfg, "test_samples")}
+        train_on_inputs = bool(cfg.get("train_on_inputs", False))
+
+        def encode_split(split, ds):
+            refs = reference_columns(cfg, ds)
+
+            def tokenize(row, idx):
+                _, prompt = prompts.build(row)
+                response = tokenizer(row_target(cfg, refs, row), add_special_tokens=False)["input_ids"] + eos
+                too_long = len(response) > cfg.max_target_length
+                response = response[: cfg.max_target_length]
+                ids = prompt + response
+                labels = (list(prompt) if train_on_inputs else [IGNORE] * len(prompt)) + response
+                out = {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels,
+                       "prompt_length": len(prompt), "too_long": too_long}
+                if split != "train":
+                    limit = limits[split]
+                    out.update(row=idx, references=row_references(cfg, refs, row),
+                               generate=limit is None or idx < limit)
+                return out
+
+            return ds.map(tokenize, with_indices=True, remove_columns=ds.column_names, desc=f"Tokenizing {split}")
+
+        return limit_long_targets(cfg, DatasetDict({s: encode_split(s, ds) for s, ds in splits.items()}))
+
+    def _encode_raw(self, tokenizer, seed: int) -> DatasetDict:
+        cfg = self.cfg
+        splits = load_splits(cfg, seed)
+        require_columns(splits, {"text_column": cfg.text_column})
+        block = cfg.get("block_size") or 128
+        sep = _eos_ids(tokenizer) if cfg.get("document_separator") is None else \
+            tokenizer(cfg.document_separator, add_special_tokens=False)["input_ids"]
+
+        def chunk(batch):
+            ids = tokenizer([str(t) for t in batch[cfg.text_column]], add_special_tokens=False)["input_ids"]
+            stream = list(chain.from_iterable(doc + sep for doc in ids if doc))
+            blocks = [stream[i: i + block] for i in range(0, len(stream) - block + 1, block)]
+            if not blocks and stream:  # a batch shorter than one block keeps its tokens
+                blocks = [stream]
+            return {"input_ids": blocks, "attention_mask": [[1] * len(b) for b in blocks], "labels": blocks}
+
+        # batch_size bounds the tokens dropped per batch (the tail shorter than a block).
+        encoded = DatasetDict({
+            s: ds.map(chunk, batched=True, batch_size=1000, remove_columns=ds.column_names, desc=f"Chunking {s}")
+            for s, ds in splits.items()
+        })
+        for split, ds in encoded.items():
+            if len(ds) == 0:
+                raise ConfigError(f"data.block_size={block}: the {split} split has no text to fill a block.")
+        self.generator = Generator(tokenizer, {}, decoder_only=True)  # raw text has no references to score
+        return encoded
+
+    # --- model --------------------------------------------------------------------------------
+    def build_model(self, model_cfg) -> nn.Module:
+        model = load_pretrained(model_cfg, AutoModelForCausalLM)
+        if model.config.pad_token_id is None:  # GPT-2, Llama: pad with EOS (labels mask padding anyway)
+            model.config.pad_token_id = model.config.eos_token_id
+        if model.generation_config is not None and model.generation_config.pad_token_id is None:
+            model.generation_config.pad_token_id = model.config.pad_token_id
+        return model
+
+    def head_modules(self, model) -> list[str]:
+        return []  # the LM head is (usually) tied to the input embeddings
+
+    # --- training and evaluation ----------------------------------------------------------------
+    def metrics(self):
+        gen = generation_metrics() if self.generator is None or self.generator.enabled else {}
+        return collection({**perplexity_metrics(), **gen})
+
+    def loss(self, model, batch) -> torch.Tensor:
+        return model(**split_fields(batch)[0]).loss
+
+    def evaluate(self, model, batch, metrics) -> torch.Tensor:
+        inputs, fields = split_fields(batch)
+        loss = model(**inputs).loss
+        # Shifted labels: the first position of each row predicts nothing.
+        metrics["perplexity"].update(loss, (inputs["labels"][:, 1:] != IGNORE).sum())
+        self.generator.evaluate(model, inputs, fields, metrics)
+        return loss
+
+    def take_samples(self) -> list[dict]:
+        return self.generator.take_samples() if self.generator else []
+
+
+def _eos_ids(tokenizer) -> list[int]:
+    if tokenizer.eos_token_id is None:
+        log.warning("The tokenizer has no EOS token: responses end without one, so generation runs to max_new_tokens.")
+        return []
+    return [tokenizer.eos_token_id]

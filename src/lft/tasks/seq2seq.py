@@ -1,0 +1,92 @@
+"""Text-to-text with an encoder-decoder (T5, flan-T5, BART): template(source columns) -> target.
+
+The encoder reads the rendered template (e.g. "Summarize the following conversation.\n\n{dialogue}\n\nSummary: "),
+the decoder learns the target; label padding is -100, so it carries no loss.
+"""
+
+import torch
+from torch import nn
+from transformers import AutoModelForSeq2SeqLM
+
+from lft.data.datamodule import EncodedDataModule
+from lft.data.pairs import limit_long_targets, load_pairs, reference_columns, row_references, row_target
+from lft.data.templates import PromptBuilder, get_template
+from lft.generation import EvalCollator, Generator, split_fields
+from lft.metrics import collection, generation_metrics, perplexity_metrics
+from lft.models import load_pretrained
+
+
+class Seq2SeqTask:
+    name = "seq2seq"
+    peft_task_type = "SEQ_2_SEQ_LM"
+
+    def __init__(self, data_cfg):
+        self.cfg = data_cfg
+        self.generator: Generator | None = None
+
+    # --- data ---------------------------------------------------------------------------------
+    def encode(self, tokenizer, seed: int) -> EncodedDataModule:
+        cfg = self.cfg
+        splits, _ = load_pairs(cfg, seed)
+        prompts = self.prompt_builder(tokenizer)
+        self.generator = Generator(tokenizer, cfg.get("generate"), decoder_only=False)
+        limits = {"validation": gen_limit(cfg, "val_samples"), "test": gen_limit(cfg, "test_samples")}
+
+        def encode_split(split, ds):
+            refs = reference_columns(cfg, ds)
+
+            def tokenize(row, idx):
+                _, source = prompts.build(row)
+                target = tokenizer(row_target(cfg, refs, row), add_special_tokens=True)["input_ids"]
+                too_long = len(target) > cfg.max_target_length
+                out = {"input_ids": source, "attention_mask": [1] * len(source),
+                       "labels": target[: cfg.max_target_length - 1] + target[-1:] if too_long else target,
+                       "too_long": too_long}
+                if split != "train":
+                    limit = limits[split]
+                    out.update(row=idx, references=row_references(cfg, refs, row),
+                               generate=limit is None or idx < limit)
+                return out
+
+            return ds.map(tokenize, with_indices=True, remove_columns=ds.column_names, desc=f"Tokenizing {split}")
+
+        encoded = limit_long_targets(cfg, type(splits)({s: encode_split(s, ds) for s, ds in splits.items()}))
+        return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
+                                 cfg.get("num_workers", 0))
+
+    def prompt_builder(self, tokenizer) -> PromptBuilder:
+        template = get_template(self.cfg.get("template"), self.cfg.get("source_column"))
+        return PromptBuilder(template, tokenizer, self.cfg.max_source_length)
+
+    # --- model --------------------------------------------------------------------------------
+    def build_model(self, model_cfg) -> nn.Module:
+        return load_pretrained(model_cfg, AutoModelForSeq2SeqLM)
+
+    def head_modules(self, model) -> list[str]:
+        return []  # the LM head is tied to the embeddings: nothing outside the backbone
+
+    # --- training and evaluation ----------------------------------------------------------------
+    def metrics(self):
+        gen = generation_metrics() if self.generator is None or self.generator.enabled else {}
+        return collection({**perplexity_metrics(), **gen})
+
+    def loss(self, model, batch) -> torch.Tensor:
+        return model(**split_fields(batch)[0]).loss
+
+    def evaluate(self, model, batch, metrics) -> torch.Tensor:
+        inputs, fields = split_fields(batch)
+        loss = model(**inputs).loss
+        metrics["perplexity"].update(loss, (inputs["labels"] != -100).sum())
+        self.generator.evaluate(model, inputs, fields, metrics)
+        return loss
+
+    def take_samples(self) -> list[dict]:
+        return self.generator.take_samples() if self.generator else []
+
+
+def gen_limit(cfg, key: str) -> int | None:
+    """Rows of a split to generate for: an int, 0 (none) or null (all)."""
+    gen = cfg.get("generate") or {}
+    if not gen.get("val_samples"):
+        return 0
+    return gen.get(key)
