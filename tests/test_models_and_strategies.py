@@ -65,7 +65,7 @@ def trainable_names(model):
 
 def test_freeze_bottom_layers_and_embeddings(tiny_bert):
     t = task()
-    model = apply_strategy(t.build_model(model_cfg(tiny_bert)), OmegaConf.create(
+    model, _ = apply_strategy(t.build_model(model_cfg(tiny_bert)), OmegaConf.create(
         {"name": "freeze", "freeze_bottom_layers": 1, "freeze_embeddings": True, "head_only": False}), t)
     names = trainable_names(model)
     assert not any("embeddings" in n or ".layer.0." in n for n in names)
@@ -74,14 +74,14 @@ def test_freeze_bottom_layers_and_embeddings(tiny_bert):
 
 def test_freeze_head_only(tiny_bert):
     t = task()
-    model = apply_strategy(t.build_model(model_cfg(tiny_bert)), OmegaConf.create(
+    model, _ = apply_strategy(t.build_model(model_cfg(tiny_bert)), OmegaConf.create(
         {"name": "freeze", "head_only": True}), t)
     assert all(n.startswith(("classifier", "bert.pooler")) for n in trainable_names(model))
 
 
 def test_lora_trains_adapters_and_head_only(tiny_bert):
     t = task()
-    model = apply_strategy(t.build_model(model_cfg(tiny_bert)), OmegaConf.create(
+    model, _ = apply_strategy(t.build_model(model_cfg(tiny_bert)), OmegaConf.create(
         {"name": "lora", "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": None}), t)
     names = trainable_names(model)
     assert any("lora_A" in n for n in names) and any("classifier" in n for n in names)

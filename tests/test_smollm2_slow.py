@@ -2,10 +2,10 @@
 
 import pytest
 
-from conftest import shared_data
 from lft.evaluate import evaluate
 from lft.generate import generate, parse_args
 from lft.train import train
+from tests.conftest import shared_data
 
 pytestmark = pytest.mark.slow
 

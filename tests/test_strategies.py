@@ -114,7 +114,7 @@ def test_peft_family_variants_build_what_they_say(make_cfg, tiny_bert):
 
 
 def test_adalora_schedule_follows_the_run(make_cfg, tiny_bert):
-    cfg = make_cfg("strategy=adalora", f"model.name_or_path={tiny_bert}", "+trainer.limit_train_batches=6",
+    cfg = make_cfg("strategy=adalora", f"model.name_or_path={tiny_bert}", "trainer.limit_train_batches=6",
                    "test=false")
     metrics = train(cfg)
     assert metrics["optimizer_steps"] == 6
