@@ -28,9 +28,13 @@ log = logging.getLogger("lft")
 
 def evaluate(cfg: DictConfig) -> dict:
     run = cfg.get("run")
-    if run:
-        with open_dict(cfg):
+    with open_dict(cfg):
+        if run:
             cfg.model = load_run_config(run).model  # the base the run trained; weights come from the run
+        # Only the test split is scored: tokenize a few train rows (carving val/test from train happens before).
+        cfg.data.train_size = min(cfg.data.get("train_size") or 64, 64)
+        if cfg.data.get("long_targets"):
+            cfg.data.long_targets = "truncate"
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
