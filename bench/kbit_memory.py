@@ -3,7 +3,7 @@
 One strategy per process, so the peak RSS is that strategy's alone:
     .venv/bin/python bench/kbit_memory.py strategy=lora
     .venv/bin/python bench/kbit_memory.py strategy=qlora
-    .venv/bin/python bench/kbit_memory.py strategy=lora strategy.gradient_checkpointing=true
+    .venv/bin/python bench/kbit_memory.py strategy=qlora strategy.quantization=null   # same LoRA, fp32 base
 The model, the strategy and the k-bit loading are lft's own (conf/model/smollm2_135m.yaml, conf/strategy/*.yaml);
 the loop is plain PyTorch on causal-LM blocks of Tiny Shakespeare, so no task class is needed.
 Prints one JSON line.
@@ -54,7 +54,7 @@ def main(overrides: list[str]) -> dict:
 
     times, losses, rss_steps = [], [], []
     for step in range(STEPS):
-        batch = blocks[step * BATCH:(step + 1) * BATCH]
+        batch = blocks[(step % 4) * BATCH:(step % 4 + 1) * BATCH]  # 4 batches, 5 times: the loss must fall
         t0 = time.perf_counter()
         loss = model(input_ids=batch, labels=batch).loss
         loss.backward()
@@ -69,13 +69,14 @@ def main(overrides: list[str]) -> dict:
         "quantization": str(cfg.model.quantization and dict(cfg.model.quantization)),
         "gradient_checkpointing": bool(cfg.model.gradient_checkpointing),
         "trainable_params": trainable,
+        "weights_mib": round(model.get_memory_footprint() / 2**20),  # parameters + buffers as stored
         "load_and_prepare_s": round(load_s, 1),
         "rss_after_load_mib": round(rss_ready),
         "rss_peak_during_steps_mib": round(max(rss_steps)),
         "maxrss_process_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "mean_step_s": round(statistics.mean(times[1:]), 3),  # the first step warms up kernels and caches
         "first_step_s": round(times[0], 3),
-        "loss_first_last": [losses[0], losses[-1]],
+        "mean_loss_first_last_4_steps": [round(statistics.mean(losses[:4]), 3), round(statistics.mean(losses[-4:]), 3)],
         "threads": torch.get_num_threads(),
     }
 
