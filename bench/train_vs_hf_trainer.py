@@ -31,7 +31,8 @@ IMDB = Path(__file__).resolve().parents[2] / "shared" / "data" / "imdb"
 
 
 def lft_config(args, out_dir: Path):
-    data = ["data=imdb", f"data.path={IMDB}"] if IMDB.exists() else ["data=sentiment_sample", "data.max_length=256"]
+    imdb = args.imdb
+    data = ["data=imdb", f"data.path={imdb}"] if imdb.exists() else ["data=sentiment_sample", "data.max_length=256"]
     precision = {"fp32": "fp32", "bf16": "bf16"}[args.precision]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[
@@ -80,6 +81,7 @@ def main() -> None:
     parser.add_argument("--train-size", type=int, default=512)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--out", type=Path, default=Path("bench/results/train_vs_hf_trainer.json"))
+    parser.add_argument("--imdb", type=Path, default=IMDB, help="IMDB folder (the shipped sample if absent)")
     parser.add_argument("--work-dir", type=Path, default=Path("outputs/bench"))
     args = parser.parse_args()
 
