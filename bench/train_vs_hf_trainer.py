@@ -57,7 +57,7 @@ def run_hf_trainer(cfg, out_dir: Path) -> dict:
     """The same model, data, optimizer and schedule, through transformers.Trainer."""
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model)
-    task = build_task(cfg.data)
+    task = build_task(cfg.data, cfg.model)
     datamodule = task.encode(tokenizer, cfg.seed)  # identical tokenized rows and padding collator
     model = task.build_model(cfg.model)
     bf16 = cfg.trainer.precision.startswith("bf16")
