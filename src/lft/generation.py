@@ -14,6 +14,13 @@ from lft.metrics import update_generation
 EVAL_FIELDS = ("generate", "references", "prompt_length", "row")
 
 
+def stop_ids(model, tokenizer) -> list[int]:
+    """Training appends the tokenizer's EOS; converted checkpoints (GGUF) may name another in generation_config."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    configured = configured if isinstance(configured, list) else [configured]
+    return sorted({i for i in [tokenizer.eos_token_id, *configured] if i is not None})
+
+
 class Generator:
     def __init__(self, tokenizer, gen_cfg, decoder_only: bool):
         self.tokenizer = tokenizer
@@ -49,7 +56,8 @@ class Generator:
             tok.padding_side = side
         device = next(model.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
-        out = model.generate(**batch, **self.settings(), pad_token_id=tok.pad_token_id)
+        out = model.generate(**batch, **self.settings(), pad_token_id=tok.pad_token_id,
+                             eos_token_id=stop_ids(model, tok))
         if self.decoder_only:
             out = out[:, batch["input_ids"].shape[1]:]
         return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
