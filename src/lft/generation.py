@@ -8,7 +8,7 @@ import torch
 from transformers import DataCollatorForSeq2Seq
 
 from lft.errors import ConfigError
-from lft.metrics import update_generation
+from lft.metrics import collection, generation_metrics, perplexity_metrics, update_generation
 
 # Row fields that ride along in evaluation batches but are not model inputs.
 EVAL_FIELDS = ("generate", "references", "prompt_length", "row")
@@ -101,3 +101,22 @@ def split_fields(batch: dict) -> tuple[dict, dict]:
     """(model inputs, evaluation-only fields) of a batch."""
     inputs = {k: v for k, v in batch.items() if k not in EVAL_FIELDS}
     return inputs, {k: v for k, v in batch.items() if k in EVAL_FIELDS}
+
+
+def text_metrics(generator):
+    """Perplexity always; ROUGE/BLEU when the task generates during evaluation."""
+    gen = generation_metrics() if generator is None or generator.enabled else {}
+    return collection({**perplexity_metrics(), **gen})
+
+
+def evaluate_text(model, batch: dict, metrics, generator, shifted: bool) -> torch.Tensor:
+    """Loss and perplexity on every batch, generation metrics on the rows flagged for generation.
+
+    shifted: decoder-only labels are shifted inside the model, so their first position predicts nothing.
+    """
+    inputs, fields = split_fields(batch)
+    loss = model(**inputs).loss
+    labels = inputs["labels"][:, 1:] if shifted else inputs["labels"]
+    metrics["perplexity"].update(loss, (labels != -100).sum())
+    generator.evaluate(model, inputs, fields, metrics)
+    return loss

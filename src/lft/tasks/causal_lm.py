@@ -21,8 +21,7 @@ from lft.data.pairs import limit_long_targets, load_pairs, reference_columns, ro
 from lft.data.sources import load_splits, require_columns
 from lft.data.templates import PromptBuilder, chat_enabled, get_template
 from lft.errors import ConfigError
-from lft.generation import EvalCollator, Generator, split_fields
-from lft.metrics import collection, generation_metrics, perplexity_metrics
+from lft.generation import EvalCollator, Generator, evaluate_text, split_fields, text_metrics
 from lft.models import load_pretrained
 from lft.tasks.seq2seq import gen_limit
 
@@ -127,19 +126,13 @@ class CausalLMTask:
 
     # --- training and evaluation ----------------------------------------------------------------
     def metrics(self):
-        gen = generation_metrics() if self.generator is None or self.generator.enabled else {}
-        return collection({**perplexity_metrics(), **gen})
+        return text_metrics(self.generator)
 
     def loss(self, model, batch) -> torch.Tensor:
         return model(**split_fields(batch)[0]).loss
 
     def evaluate(self, model, batch, metrics) -> torch.Tensor:
-        inputs, fields = split_fields(batch)
-        loss = model(**inputs).loss
-        # Shifted labels: the first position of each row predicts nothing.
-        metrics["perplexity"].update(loss, (inputs["labels"][:, 1:] != IGNORE).sum())
-        self.generator.evaluate(model, inputs, fields, metrics)
-        return loss
+        return evaluate_text(model, batch, metrics, self.generator, shifted=True)
 
     def take_samples(self) -> list[dict]:
         return self.generator.take_samples() if self.generator else []

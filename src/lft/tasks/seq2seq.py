@@ -11,8 +11,7 @@ from transformers import AutoModelForSeq2SeqLM
 from lft.data.datamodule import EncodedDataModule
 from lft.data.pairs import limit_long_targets, load_pairs, reference_columns, row_references, row_target
 from lft.data.templates import PromptBuilder, get_template
-from lft.generation import EvalCollator, Generator, split_fields
-from lft.metrics import collection, generation_metrics, perplexity_metrics
+from lft.generation import EvalCollator, Generator, evaluate_text, split_fields, text_metrics
 from lft.models import load_pretrained
 
 
@@ -67,18 +66,13 @@ class Seq2SeqTask:
 
     # --- training and evaluation ----------------------------------------------------------------
     def metrics(self):
-        gen = generation_metrics() if self.generator is None or self.generator.enabled else {}
-        return collection({**perplexity_metrics(), **gen})
+        return text_metrics(self.generator)
 
     def loss(self, model, batch) -> torch.Tensor:
         return model(**split_fields(batch)[0]).loss
 
     def evaluate(self, model, batch, metrics) -> torch.Tensor:
-        inputs, fields = split_fields(batch)
-        loss = model(**inputs).loss
-        metrics["perplexity"].update(loss, (inputs["labels"] != -100).sum())
-        self.generator.evaluate(model, inputs, fields, metrics)
-        return loss
+        return evaluate_text(model, batch, metrics, self.generator, shifted=False)
 
     def take_samples(self) -> list[dict]:
         return self.generator.take_samples() if self.generator else []
