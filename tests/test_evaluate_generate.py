@@ -17,7 +17,7 @@ def _pairs(make_cfg, model, data, *extra):
                     "data.max_target_length=24", "data.batch_size=4", "data.eval_batch_size=4", *extra)
 
 
-@pytest.mark.parametrize("strategy", ["lora", "full"])
+@pytest.mark.parametrize("strategy", ["lora", "full", "prompt_tuning"])
 def test_t5_base_vs_trained_in_one_table(make_cfg, tiny_t5, pairs_data, tmp_path, strategy):
     """Original vs fine-tuned: two evaluate commands appending to one results file."""
     cfg = _pairs(make_cfg, tiny_t5, pairs_data, f"strategy={strategy}")

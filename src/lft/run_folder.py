@@ -94,7 +94,7 @@ def base_path(run_dir: Path, peft_config) -> str:
     from lft.models import model_source
 
     if (run_dir / "config.yaml").exists():
-        return model_source(OmegaConf.load(run_dir / "config.yaml").model)[0]
+        return model_source(load_run_config(run_dir).model)[0]
     return peft_config.base_model_name_or_path
 
 
@@ -122,13 +122,13 @@ def load_run_config(run_dir) -> DictConfig:
 
 
 def load_trained_model(task, model_cfg, run_dir=None):
-    """The base model (run_dir=None), base + the run's LoRA adapter (merged for speed), or the run's full weights."""
+    """The base model (run_dir=None), base + the run's adapter (merged for speed where peft can), or full weights."""
     if run_dir is None:
         return task.build_model(model_cfg)
     run = Path(run_dir)
     if (run / "adapter").is_dir():
-        base = task.build_model(model_cfg)
-        return PeftModel.from_pretrained(base, run / "adapter").merge_and_unload()
+        model = PeftModel.from_pretrained(task.build_model(model_cfg), run / "adapter")
+        return model.merge_and_unload() if model.active_peft_config.peft_type.value in MERGEABLE else model
     if (run / "model").is_dir():
         full = OmegaConf.merge(model_cfg, {"name_or_path": str(run / "model"), "gguf_file": None})
         return task.build_model(full)
