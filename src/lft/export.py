@@ -40,11 +40,9 @@ def export(run: str, out: str, merge: bool = True, force: bool = False) -> Path:
         log.warning("Merging an adapter trained on a k-bit base into full-precision weights: outputs will differ "
                     "from the trained model's.")
     model = load_run_model(run_dir, merge=merge and weights.name == "adapter", dequantize=merge)
-    if isinstance(model, PeftModel):  # merge=false: the adapter and the base config beside it
-        model.save_pretrained(out_dir)
+    model.save_pretrained(out_dir)
+    if isinstance(model, PeftModel):  # merge=false: the base config goes beside the adapter
         save_base_config(model, out_dir)
-    else:
-        model.save_pretrained(out_dir)
     AutoTokenizer.from_pretrained(weights).save_pretrained(out_dir)
     log.info("Exported %s (%s) to %s", run_dir, "merged" if merge else "adapter only", out_dir.resolve())
     return out_dir
