@@ -4,6 +4,8 @@ LoRA and its variants (rsLoRA, DoRA, bias, modules to save, 8-bit, QLoRA) come f
 other methods are a few lines each below. Every method reports its trainable parameters (apply_strategy logs them).
 """
 
+import inspect
+
 from peft import (
     AdaLoraConfig,
     IA3Config,
@@ -64,6 +66,17 @@ def _check_prompt_learning(cfg, task):
         raise ConfigError(f"strategy.num_virtual_tokens={cfg.num_virtual_tokens} must be at least 1.")
 
 
+def _check_takes_past_key_values(model, cfg):
+    """Prefix tuning feeds its prefixes as past key values; recent transformers dropped them from encoders (BERT)."""
+    backbone = getattr(model, getattr(model, "base_model_prefix", ""), model)
+    if not any("past_key_values" in inspect.signature(m.forward).parameters for m in (model, backbone)):
+        raise ConfigError(
+            f"strategy={cfg.name}: {type(model).__name__} takes no past key values in this transformers version, "
+            "and prefix tuning needs them; use a decoder model (GPT-2, Llama, SmolLM2) or T5, or "
+            "strategy=prompt_tuning / strategy=lora."
+        )
+
+
 def prompt_tuning_config(model, cfg, task) -> PromptTuningConfig:
     _check_prompt_learning(cfg, task)
     text = cfg.get("init_text")  # start the soft prompt from a phrase's embeddings, e.g. "Classify the sentiment:"
@@ -74,6 +87,7 @@ def prompt_tuning_config(model, cfg, task) -> PromptTuningConfig:
 
 def prefix_tuning_config(model, cfg, task) -> PrefixTuningConfig:
     _check_prompt_learning(cfg, task)
+    _check_takes_past_key_values(model, cfg)
     return PrefixTuningConfig(num_virtual_tokens=cfg.num_virtual_tokens, prefix_projection=cfg.get("projection", False),
                               **peft_common(cfg, task, model))
 
