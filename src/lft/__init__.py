@@ -1,5 +1,7 @@
 """lft: fine-tune language models with Lightning and Hydra."""
 
+import sys
+from datetime import datetime
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -11,5 +13,18 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 # `${lft_asset:name}` in a config points at data that ships inside the package.
 if not OmegaConf.has_resolver("lft_asset"):
     OmegaConf.register_new_resolver("lft_asset", lambda name: str(ASSETS / name))
+
+# Plain progress lines replace the bar when output is not a terminal (a SLURM log, a file).
+if not OmegaConf.has_resolver("lft_terminal"):
+    OmegaConf.register_new_resolver("lft_terminal", lambda: sys.stderr.isatty())
+
+
+def _run_dir(resume, fresh: str) -> str:
+    """A resume logs into <run>/resumes/<time>, so the run's own files (and .hydra/) are never replaced."""
+    return f"{resume}/resumes/{datetime.now():%Y-%m-%d_%H-%M-%S}" if resume else fresh
+
+
+if not OmegaConf.has_resolver("lft_run_dir"):
+    OmegaConf.register_new_resolver("lft_run_dir", _run_dir, use_cache=True)
 
 __version__ = "0.1.0"

@@ -1,7 +1,8 @@
 """`python -m lft.train [overrides]`: fine-tune a model as the composed Hydra config says.
 
 train(cfg) is plain Python (tests call it directly); main() is the thin Hydra wrapper that returns the
-monitored metric for sweepers.
+monitored metric for sweepers, turns `resume=<run>` into that run's own config, and maps failures a user
+can act on to one message and an exit code.
 """
 
 import logging
@@ -10,28 +11,40 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from lft import CONFIG_DIR
+from lft.callbacks import NonFiniteLossError
 from lft.checks import check_config
 from lft.errors import ConfigError
 from lft.loggers import build_loggers, finish_loggers
 from lft.models import load_tokenizer
 from lft.module import FineTuneModule
+from lft.resume import is_run_folder, last_checkpoint, resume_config
 from lft.run_folder import save_config, save_manifest, save_metrics, save_weights
 from lft.strategies import apply_strategy
 from lft.strategies.params import count_parameters
 from lft.tasks import build_task
 
 log = logging.getLogger("lft")
+EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_STOPPED = 2, 3, 143  # 143: the shell's code for a SIGTERM'd process
+
+
+class RunStopped(Exception):
+    """A signal (SIGTERM/SIGUSR1) stopped the run after its last checkpoint was written."""
 
 
 def train(cfg: DictConfig) -> dict:
     """Fit, test the best checkpoint, and write the run folder. Returns the final metrics."""
     check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
+    resume = cfg.get("resume")
+    prepare_run_folder(run_dir, resume)
     L.seed_everything(cfg.seed, workers=True)
 
     # Data first: bad columns or labels fail before any weights load.
@@ -43,16 +56,25 @@ def train(cfg: DictConfig) -> dict:
     module = FineTuneModule(model, task, instantiate(cfg.optimizer), cfg.scheduler)
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg.get("logger")) or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg.get("logger")) or False,
+                                     enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
     trainable, total = count_parameters(model)
     for logger in trainer.loggers:  # the whole resolved config, so dashboards can group and compare runs
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "trainable_params": trainable,
                                 "total_params": total})
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and not resume:
         save_config(cfg, run_dir)
 
+    ckpt_path = last_checkpoint(run_dir) if resume else None
+    if ckpt_path:
+        log.info("Resuming %s from %s.", run_dir, ckpt_path)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        finish_loggers(trainer.loggers)
+        raise RunStopped(f"Stopped by a signal at optimizer step {trainer.global_step}; continue with "
+                         f"`python -m lft.train resume={run_dir}`.") from None
     metrics = {
         "fit_seconds": round(time.perf_counter() - start, 1),
         "epochs": trainer.current_epoch,
@@ -61,10 +83,11 @@ def train(cfg: DictConfig) -> dict:
         "total_params": total,
         **{k: float(v) for k, v in trainer.callback_metrics.items()},
     }
-    checkpoint = trainer.checkpoint_callback if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else None
-    best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
+    if resume:
+        metrics["resumed"] = True
+    best = best_checkpoint(trainer)
     if best:
-        metrics[f"best_{cfg.monitor.metric}"] = float(checkpoint.best_model_score)
+        metrics[f"best_{cfg.monitor.metric}"] = float(best.best_model_score)
     if cfg.get("test"):
         # Loads the best checkpoint's weights into the module, so the saved weights below are the best too.
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best and "best")
@@ -73,20 +96,53 @@ def train(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         metrics["weights_dir"] = str(save_weights(model, tokenizer, run_dir))
         save_manifest(run_dir, {s: ds._fingerprint for s, ds in datamodule.splits.items()})
-        save_metrics(metrics, run_dir)
+        save_metrics(metrics, run_dir)  # last: a run folder with metrics.json is a finished run
         log.info("Run folder: %s", run_dir.resolve())
         log.info("Metrics: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
     finish_loggers(trainer.loggers)
     return metrics
 
 
+def prepare_run_folder(run_dir: Path, resume) -> None:
+    """Refuse an unwritable folder or one holding another run, before any data or weights load."""
+    if rank_zero_only.rank != 0:  # DDP's other ranks start later, in the folder rank 0 prepared
+        return
+    if not resume and is_run_folder(run_dir):
+        raise ConfigError(f"{run_dir} already holds a run; runs never overwrite each other. Pick another "
+                          f"hydra.run.dir, or continue that run with resume={run_dir}.")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"The run folder {run_dir} cannot be written ({err.strerror}); set hydra.run.dir "
+                          "(or paths.log_dir) to a writable place.") from None
+
+
+def best_checkpoint(trainer) -> ModelCheckpoint | None:
+    """The callback tracking the monitored metric, if it saved anything (callbacks=none has none)."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, ModelCheckpoint) and callback.best_model_path and callback.best_model_score is not None:
+            return callback
+    return None
+
+
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     try:
+        if cfg.get("resume"):
+            cfg = resume_config(cfg.resume, list(HydraConfig.get().overrides.task))
         metrics = train(cfg)
     except ConfigError as err:
         log.error("%s", err)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    except NonFiniteLossError as err:
+        log.error("%s", err)
+        raise SystemExit(EXIT_DIVERGED) from None
+    except RunStopped as err:
+        log.warning("%s", err)
+        raise SystemExit(EXIT_STOPPED) from None
     return metrics.get(cfg.monitor.metric)
 
 

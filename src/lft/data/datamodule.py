@@ -1,34 +1,76 @@
-"""A LightningDataModule over already encoded splits: tasks do the encoding, this does the batching."""
+"""A LightningDataModule over already encoded splits: tasks do the encoding, this does the batching.
+
+Training batches come from ResumableBatchSampler (data/sampler.py): the order depends on the seed and the
+epoch only, each process takes its slice, and a checkpoint records how far into the epoch training got
+(state_dict), so a resumed run sees exactly the batches an uninterrupted one would.
+"""
 
 import lightning as L
+import torch
 from datasets import DatasetDict
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
+
+from lft.data.sampler import ResumableBatchSampler
 
 
 class EncodedDataModule(L.LightningDataModule):
-    def __init__(self, splits: DatasetDict, collate_fn, batch_size: int, eval_batch_size: int, num_workers: int = 0):
+    def __init__(self, splits: DatasetDict, collate_fn, batch_size: int, eval_batch_size: int, num_workers: int = 0,
+                 *, seed: int = 0, group_by_length: bool = False):
         super().__init__()
         self.splits = splits
         self.collate_fn = collate_fn
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        self.seed = seed
+        self.group_by_length = group_by_length
+        self.train_sampler: ResumableBatchSampler | None = None
+        self._resume_at: tuple[int, int] | None = None
 
-    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader:
-        return DataLoader(
-            self.splits[split],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            collate_fn=self.collate_fn,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size)
+        train = self.splits["train"]
+        world_size, rank = self._world()
+        lengths = [len(ids) for ids in train["input_ids"]] if self.group_by_length else None
+        self.train_sampler = ResumableBatchSampler(len(train), self.batch_size, self.seed, lengths=lengths,
+                                                   num_replicas=world_size, rank=rank)
+        if self._resume_at is not None:
+            self.train_sampler.resume_at(*self._resume_at)
+            self._resume_at = None
+        return DataLoader(train, batch_sampler=self.train_sampler, collate_fn=self.collate_fn,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          generator=self._own_generator())
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        world_size, rank = self._world()
+        sampler = DistributedSampler(self.splits[split], world_size, rank, shuffle=False) if world_size > 1 else None
+        return DataLoader(self.splits[split], batch_size=self.eval_batch_size, sampler=sampler,
+                          collate_fn=self.collate_fn, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0, generator=self._own_generator())
+
+    def _own_generator(self) -> torch.Generator:
+        # Every iter(DataLoader) draws a worker seed; from the global RNG that draw would shift dropout after
+        # a resume (which starts a fresh iterator mid-epoch). Its own generator keeps the global one untouched.
+        return torch.Generator().manual_seed(self.seed)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", False, self.eval_batch_size)
+        return self._eval_loader("validation")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False, self.eval_batch_size)
+        return self._eval_loader("test")
+
+    # --- exact resume: where in the epoch the checkpoint was taken ------------------------------
+    def state_dict(self) -> dict:
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        # `processed`: batches whose optimizer step is in the saved weights (also when saving mid-batch-end).
+        return {"epoch": trainer.current_epoch, "batches_done": progress.processed}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self._resume_at = (state["epoch"], state["batches_done"])

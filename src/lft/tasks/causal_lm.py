@@ -45,7 +45,8 @@ class CausalLMTask:
         encoded = self._encode_raw(tokenizer, seed) if self.raw_text else self._encode_prompts(tokenizer, seed)
         cfg = self.cfg
         return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
-                                 cfg.get("num_workers", 0))
+                                 cfg.get("num_workers", 0),
+                                 seed=seed, group_by_length=cfg.get("group_by_length", False))
 
     def prompt_builder(self, tokenizer) -> PromptBuilder:
         cfg = self.cfg

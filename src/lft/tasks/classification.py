@@ -48,7 +48,8 @@ class ClassificationTask:
         encoded = splits.map(tokenize, batched=True, remove_columns=splits["train"].column_names,
                              desc="Tokenizing")
         collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
-        return EncodedDataModule(encoded, collate, cfg.batch_size, cfg.eval_batch_size, cfg.get("num_workers", 0))
+        return EncodedDataModule(encoded, collate, cfg.batch_size, cfg.eval_batch_size, cfg.get("num_workers", 0),
+                                 seed=seed, group_by_length=cfg.get("group_by_length", False))
 
     def _label_ids(self, splits) -> dict[str, int]:
         """Map raw label values (names, or integer ids) to ids; reject values outside the label set."""

@@ -1,0 +1,96 @@
+"""Checkpoints that survive crashes: written to a temporary name, then renamed over the old one.
+
+AtomicModelCheckpoint is Lightning's best-checkpoint callback with that one change. LastCheckpoint keeps
+`last.ckpt` fresh for `resume=`: every `every_n_steps` optimizer steps, after every validation, and when a
+scheduler asks the job to stop (SIGTERM, or SIGUSR1 outside SLURM, where Lightning requeues on its own).
+"""
+
+import logging
+import os
+import shutil
+import signal
+from pathlib import Path
+
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger("lft")
+
+
+def save_atomically(trainer, path: Path) -> None:
+    """trainer.save_checkpoint to `path.tmp`, then rename: a crash mid-write leaves the old checkpoint intact."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    trainer.save_checkpoint(tmp)
+    trainer.strategy.barrier()
+    if trainer.is_global_zero:
+        if tmp.is_dir():  # sharded engines (DeepSpeed) write a folder; os.replace cannot replace a full one
+            old = path.with_name(path.name + ".old")
+            if path.exists():
+                path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    trainer.strategy.barrier()
+
+
+class AtomicModelCheckpoint(ModelCheckpoint):
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        tmp = filepath + ".tmp"
+        super()._save_checkpoint(trainer, tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, filepath)
+        trainer.strategy.barrier()
+        self._last_checkpoint_saved = filepath
+
+
+class LastCheckpoint(Checkpoint):
+    def __init__(self, dirpath: str, every_n_steps: int = 50, on_validation: bool = True, on_preemption: bool = True):
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every_n_steps = every_n_steps
+        self.on_validation = on_validation
+        self.on_preemption = on_preemption
+        self._saved_step = -1
+
+    def save(self, trainer, why: str) -> None:
+        if trainer.global_step == self._saved_step or trainer.sanity_checking:
+            return
+        save_atomically(trainer, self.path)
+        self._saved_step = trainer.global_step
+        log.info("Saved %s at optimizer step %d (%s).", self.path, trainer.global_step, why)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        # SIGUSR1 ends a process by default; treat it as SIGTERM unless SLURM's requeue handler owns it.
+        if self.on_preemption and stage == "fit" and not SLURMEnvironment.detect():
+            signal.signal(signal.SIGUSR1, lambda *_: setattr(trainer._signal_connector, "received_sigterm", True))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.fit_loop._should_accumulate():  # mid-accumulation: gradients would be lost
+            return
+        if self.on_preemption and trainer.received_sigterm:
+            self.save(trainer, "stop requested by a signal")
+        elif self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            self.save(trainer, f"every {self.every_n_steps} steps")
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.on_validation and trainer.state.fn == "fit":
+            self.save(trainer, "after validation")
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        # Lightning stops at the end of the batch a signal arrived in. Mid-accumulation or mid-validation the
+        # state is not a finished step: keep the last checkpoint instead.
+        if not (self.on_preemption and isinstance(exception, SIGTERMException)):
+            return
+        if trainer.validating or trainer.fit_loop._should_accumulate():
+            log.warning("Stopped by a signal mid-step; %s (step %d) is the point to resume from.", self.path,
+                        self._saved_step)
+        else:
+            self.save(trainer, "stop requested by a signal")
+
+    def state_dict(self) -> dict:
+        return {"saved_step": self._saved_step}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._saved_step = state_dict.get("saved_step", -1)

@@ -1,0 +1,88 @@
+"""The training batch order: a pure function of (seed, epoch), sharded across processes, resumable mid-epoch.
+
+One sampler serves every concern of the training loader:
+- reproducible order: each epoch's order comes from `seed + epoch` alone, never from a global RNG;
+- exact resume: `resume_at(epoch, batches)` skips the batches a checkpoint already trained on, once;
+- data parallel: every process cuts its slice of the same global batches (rank r takes rows r*B..(r+1)*B),
+  so N processes with batch B see exactly the rows one process with batch N*B would;
+- length grouping: rows are sorted by length inside shuffled windows of many batches, so a batch pads to
+  similar lengths (less wasted compute), while the batch order stays shuffled;
+- other orders (e.g. task mixtures): pass `order`, a function (generator, epoch) -> row indices.
+"""
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+# Rows per length-sorting window, in global batches: wide enough to find similar lengths, narrow enough to mix.
+GROUP_WINDOW_BATCHES = 64
+
+
+def random_order(n: int) -> Callable[[torch.Generator, int], list[int]]:
+    return lambda generator, epoch: torch.randperm(n, generator=generator).tolist()
+
+
+class ResumableBatchSampler:
+    def __init__(self, num_rows: int, batch_size: int, seed: int, *, shuffle: bool = True,
+                 lengths: Sequence[int] | None = None, num_replicas: int = 1, rank: int = 0,
+                 order: Callable[[torch.Generator, int], list[int]] | None = None):
+        self.num_rows = num_rows
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.lengths = lengths  # None: no length grouping
+        self.num_replicas = num_replicas
+        self.rank = rank
+        self.order = order or random_order(num_rows)
+        self.epoch = 0
+        self._skip: tuple[int, int] | None = None  # (epoch, batches) to skip once, set by resume_at
+
+    def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
+        self.epoch = epoch
+
+    def resume_at(self, epoch: int, batches_done: int) -> None:
+        """The next pass over `epoch` starts after its first `batches_done` batches (already trained on)."""
+        self._skip = (epoch, batches_done)
+
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        """The epoch's batches of num_replicas * batch_size rows, the same on every process."""
+        generator = torch.Generator().manual_seed(self.seed + epoch)
+        rows = self.order(generator, epoch) if self.shuffle else list(range(self.num_rows))
+        size = self.batch_size * self.num_replicas
+        if self.lengths is not None:
+            rows = self._grouped(rows, size, generator)
+        batches = [rows[i:i + size] for i in range(0, len(rows), size)]
+        if batches and self.num_replicas > 1:  # every process needs a share of the last batch: wrap around
+            last = batches[-1]
+            short = -len(last) % self.num_replicas
+            batches[-1] = last + rows[:short]
+        return batches
+
+    def _grouped(self, rows: list[int], size: int, generator: torch.Generator) -> list[int]:
+        window = size * GROUP_WINDOW_BATCHES
+        batches = []
+        for start in range(0, len(rows), window):
+            chunk = sorted(rows[start:start + window], key=lambda i: self.lengths[i], reverse=True)
+            batches += [chunk[i:i + size] for i in range(0, len(chunk), size)]
+        full = [b for b in batches if len(b) == size]
+        partial = [b for b in batches if len(b) < size]
+        shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+        # Partial batches go last, merged, so no process ever gets an empty share in the middle of an epoch.
+        tail = [i for b in partial for i in b]
+        out = [i for b in shuffled for i in b] + tail
+        return out
+
+    def __iter__(self):
+        epoch = self.epoch
+        skip = 0
+        if self._skip is not None and self._skip[0] == epoch:
+            skip = self._skip[1]
+            self._skip = None
+        share = lambda batch: batch[len(batch) // self.num_replicas * self.rank:
+                                    len(batch) // self.num_replicas * (self.rank + 1)]  # noqa: E731
+        for batch in self.global_batches(epoch)[skip:]:
+            yield share(batch)
+
+    def __len__(self) -> int:
+        size = self.batch_size * self.num_replicas
+        return -(-self.num_rows // size)

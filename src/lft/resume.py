@@ -1,0 +1,68 @@
+"""`resume=<run dir>`: continue a run in its own folder, from its last checkpoint, with its own config.
+
+The run's saved config.yaml is the config; command-line overrides may only change how long it trains
+(and other keys that cannot change its result), so the resumed run ends where an uninterrupted one would.
+"""
+
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from lft.errors import ConfigError
+
+# Keys a resume may change: train longer, and how progress is shown or checkpoints are kept.
+RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.enable_progress_bar",
+                  "trainer.log_every_n_steps", "callbacks.last_checkpoint.every_n_steps")
+# Files that make a folder an lft run: train() never writes into one unless resuming it.
+RUN_MARKERS = ("config.yaml", "metrics.json", "checkpoints")
+
+
+def is_run_folder(path: Path) -> bool:
+    return any((Path(path) / marker).exists() for marker in RUN_MARKERS)
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints" / "last.ckpt"
+
+
+def resume_config(run_dir: str, overrides: list[str]) -> DictConfig:
+    """The run's own config, with the allowed overrides applied and its output folder pointing at the run."""
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise ConfigError(f"resume={run_dir}: not an lft run folder (no config.yaml); pass the folder a "
+                          "`python -m lft.train` run printed as its run folder.")
+    if not last_checkpoint(run).exists():
+        raise ConfigError(f"resume={run_dir}: the run has no checkpoints/last.ckpt to continue from (it stopped "
+                          "before its first checkpoint, or ran with callbacks=none); start it again instead.")
+    if (run / "metrics.json").exists() and not _trains_longer(overrides):
+        raise ConfigError(f"resume={run_dir}: the run already finished (metrics.json); to train it further, "
+                          "raise trainer.max_epochs or trainer.max_steps.")
+    cfg = OmegaConf.load(run / "config.yaml")
+    _repoint(cfg, str(cfg.paths.output_dir), str(run))
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key == "resume" or key.startswith("hydra"):
+            continue
+        if key not in RESUMABLE_KEYS:
+            raise ConfigError(f"resume: {override!r} would change the resumed run's result; a resume takes the "
+                              f"run's own config and may only set {', '.join(RESUMABLE_KEYS)}. Start a new run "
+                              "to change anything else.")
+        OmegaConf.update(cfg, key, yaml.safe_load(value), force_add=True)
+    with open_dict(cfg):
+        cfg.resume = str(run)
+    return cfg
+
+
+def _trains_longer(overrides: list[str]) -> bool:
+    return any(o.lstrip("+").startswith(("trainer.max_epochs=", "trainer.max_steps=")) for o in overrides)
+
+
+def _repoint(cfg, old: str, new: str) -> None:
+    """Paths inside the run (checkpoints, loggers) follow the folder if it was moved or copied."""
+    for key in list(cfg.keys()):
+        value = cfg[key]
+        if isinstance(value, DictConfig):
+            _repoint(value, old, new)
+        elif isinstance(value, str) and (value == old or value.startswith(old + "/")):
+            cfg[key] = new + value[len(old):]

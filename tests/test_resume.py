@@ -1,0 +1,177 @@
+"""Never lose a run: kill-and-resume equality from the command line, SIGTERM, atomic checkpoints, guards."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lft.errors import ConfigError
+from lft.resume import resume_config
+from lft.train import train
+
+# 15 batches of 16 per epoch on the shipped sample; dropout on, so the RNG state must be restored too.
+RUN = ["trainer.max_epochs=2", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
+       "trainer.enable_progress_bar=false", "callbacks.last_checkpoint.every_n_steps=4", "data.max_length=32"]
+
+
+def start_cli(*overrides: str, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "lft.train", *overrides], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: int = 300) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    return out
+
+
+def stop_after_first_checkpoint(proc: subprocess.Popen, run: Path, sig: int) -> None:
+    """Send `sig` as soon as checkpoints/last.ckpt exists (step 4, mid-epoch 0)."""
+    deadline = time.time() + 240
+    while not (run / "checkpoints" / "last.ckpt").exists():
+        assert proc.poll() is None, finish(proc)[-3000:]
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(sig)
+
+
+def trainable_weights(run: Path) -> dict:
+    return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+def assert_same_run(resumed: Path, reference: Path) -> None:
+    a, b = trainable_weights(resumed), trainable_weights(reference)
+    assert a.keys() == b.keys() and len(a) > 0
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst <= 1e-6, f"weights differ by {worst}"
+    ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (resumed, reference))
+    assert ma["optimizer_steps"] == mb["optimizer_steps"] == 30
+    for key in ("val/loss", "test/loss", "test/accuracy", "train/loss"):
+        assert ma[key] == pytest.approx(mb[key], abs=1e-6), key
+
+
+@pytest.fixture(scope="module")
+def reference_runs(tmp_path_factory, tiny_bert):
+    """Uninterrupted runs, full and LoRA, started together (subprocesses) to share the wait."""
+    cwd = tmp_path_factory.mktemp("reference")
+    procs = {s: start_cli(f"strategy={s}", f"model.name_or_path={tiny_bert}", *RUN, f"hydra.run.dir={s}", cwd=cwd)
+             for s in ("full", "lora")}
+    for strategy, proc in procs.items():
+        out = finish(proc)
+        assert proc.returncode == 0, out[-3000:]
+    return {s: cwd / s for s in procs}
+
+
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny_bert, reference_runs, strategy):
+    args = [f"strategy={strategy}", f"model.name_or_path={tiny_bert}", *RUN]
+    proc = start_cli(*args, "hydra.run.dir=run", cwd=tmp_path)
+    stop_after_first_checkpoint(proc, tmp_path / "run", signal.SIGKILL)
+    finish(proc)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+    resumed = start_cli("resume=run", cwd=tmp_path)
+    out = finish(resumed)
+    assert resumed.returncode == 0, out[-3000:]
+    assert "Resuming" in out and "last.ckpt" in out
+    assert list((tmp_path / "run" / "resumes").glob("*/train.log")), "the resume logs inside the run folder"
+    assert_same_run(tmp_path / "run", reference_runs[strategy])
+
+
+def test_sigterm_writes_a_checkpoint_that_resumes(tmp_path, tiny_bert, reference_runs):
+    proc = start_cli("strategy=full", f"model.name_or_path={tiny_bert}", *RUN, "hydra.run.dir=run", cwd=tmp_path)
+    stop_after_first_checkpoint(proc, tmp_path / "run", signal.SIGTERM)
+    out = finish(proc)
+    assert proc.returncode == 143, out[-3000:]
+    assert "Stopped by a signal" in out and "resume=" in out
+    assert "Traceback" not in out
+    resumed = start_cli("resume=run", cwd=tmp_path)
+    out = finish(resumed)
+    assert resumed.returncode == 0, out[-3000:]
+    assert_same_run(tmp_path / "run", reference_runs["full"])
+
+
+def test_resume_refuses_result_changing_overrides_and_non_runs(make_cfg, tiny_bert, tmp_path):
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "trainer.limit_train_batches=2",
+                   "callbacks.last_checkpoint.every_n_steps=1")
+    train(cfg)
+    run = cfg.paths.output_dir
+    with pytest.raises(ConfigError, match="would change the resumed run's result"):
+        resume_config(run, ["resume=x", "optimizer.lr=0.1", "trainer.max_epochs=3"])
+    with pytest.raises(ConfigError, match="already finished"):
+        resume_config(run, [])
+    longer = resume_config(run, ["trainer.max_epochs=2"])
+    assert longer.trainer.max_epochs == 2 and longer.optimizer.lr == cfg.optimizer.lr
+    with pytest.raises(ConfigError, match="not an lft run folder"):
+        resume_config(str(tmp_path), [])
+
+
+def test_train_longer_continues_a_finished_run(make_cfg, tiny_bert):
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "trainer.limit_train_batches=2")
+    train(cfg)
+    metrics = train(resume_config(cfg.paths.output_dir, ["trainer.max_epochs=2"]))
+    assert metrics["optimizer_steps"] == 4 and metrics["resumed"]
+
+
+def test_a_run_folder_is_never_overwritten(make_cfg, tiny_bert, tmp_path):
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}")
+    train(cfg)
+    before = (Path(cfg.paths.output_dir) / "metrics.json").read_text()
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(cfg)
+    assert time.perf_counter() - start < 5
+    assert (Path(cfg.paths.output_dir) / "metrics.json").read_text() == before
+
+
+def test_cli_refuses_a_used_run_folder_before_hydra_writes(tmp_path, tiny_bert):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("seed: 1\n")
+    proc = start_cli(f"model.name_or_path={tiny_bert}", "hydra.run.dir=run", cwd=tmp_path)
+    out = finish(proc)
+    assert proc.returncode == 2 and "already holds a run" in out and "Traceback" not in out
+    assert not (tmp_path / "run" / ".hydra").exists()
+
+
+def test_unwritable_run_folder_fails_before_loading(make_cfg, tiny_bert, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}")
+    cfg.paths.output_dir = str(blocker / "run")
+    with pytest.raises(ConfigError, match="cannot be written"):
+        train(cfg)
+
+
+def test_non_finite_loss_stops_naming_the_step(make_cfg, tiny_bert):
+    from lft.callbacks import NonFiniteLossError
+
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "optimizer.lr=1e12", "trainer.gradient_clip_val=null",
+                   "scheduler=constant", "trainer.limit_train_batches=15", "callbacks.last_checkpoint.every_n_steps=1")
+    with pytest.raises(NonFiniteLossError, match=r"at optimizer step \d+ .*last good checkpoint is .*last.ckpt"):
+        train(cfg)
+    ckpt = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values()), "the kept checkpoint is good"
+    assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
+
+
+def test_callbacks_none_runs_to_the_end(make_cfg, tiny_bert):
+    cfg = make_cfg("callbacks=none", f"model.name_or_path={tiny_bert}")
+    metrics = train(cfg)
+    assert "test/accuracy" in metrics
+    assert not (Path(cfg.paths.output_dir) / "checkpoints").exists()
+
+
+def test_plain_progress_lines_without_a_terminal(make_cfg, tiny_bert, caplog):
+    import logging
+
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "trainer.log_every_n_steps=2")
+    with caplog.at_level(logging.INFO, logger="lft"):
+        train(cfg)
+    lines = [r.message for r in caplog.records if r.message.startswith("step ")]
+    assert lines and "step 2/4" in lines[0] and "samples/s" in lines[0] and "ETA" in lines[0]
