@@ -5,12 +5,14 @@ from functools import cache
 import torch
 
 from lft.errors import ConfigError
+from lft.scale import check_engine
 from lft.schedulers import lr_lambda
 
 GPU_ONLY_PRECISION = ("16-mixed", "16-true")
 
 
 def check_config(cfg) -> None:
+    check_engine(cfg)
     lr_lambda(cfg.scheduler, total_steps=1)  # unknown names or both warmups fail here
     precision = str(cfg.trainer.precision)
     if precision in GPU_ONLY_PRECISION and not torch.cuda.is_available():
