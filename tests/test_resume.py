@@ -62,7 +62,7 @@ def reference_runs(tmp_path_factory, tiny_bert):
     cwd = tmp_path_factory.mktemp("reference")
     procs = {s: start_cli(f"strategy={s}", f"model.name_or_path={tiny_bert}", *RUN, f"hydra.run.dir={s}", cwd=cwd)
              for s in ("full", "lora")}
-    for strategy, proc in procs.items():
+    for proc in procs.values():
         out = finish(proc)
         assert proc.returncode == 0, out[-3000:]
     return {s: cwd / s for s in procs}
@@ -175,3 +175,18 @@ def test_plain_progress_lines_without_a_terminal(make_cfg, tiny_bert, caplog):
         train(cfg)
     lines = [r.message for r in caplog.records if r.message.startswith("step ")]
     assert lines and "step 2/4" in lines[0] and "samples/s" in lines[0] and "ETA" in lines[0]
+
+
+def test_slurm_requeue_continues_the_jobs_own_run(tmp_path, tiny_bert, monkeypatch):
+    """A preempted SLURM job reruns its command: the run folder is named after the job, so it continues."""
+    monkeypatch.setenv("SLURM_JOB_ID", "777")
+    args = ["strategy=full", f"model.name_or_path={tiny_bert}", *RUN]
+    run = tmp_path / "outputs" / "train" / "runs" / "slurm-777"
+    proc = start_cli(*args, cwd=tmp_path)
+    stop_after_first_checkpoint(proc, run, signal.SIGTERM)
+    assert finish(proc) and proc.returncode == 143
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    again = start_cli(*args, cwd=tmp_path)
+    out = finish(again)
+    assert again.returncode == 0, out[-3000:]
+    assert "SLURM requeue" in out and json.loads((run / "metrics.json").read_text())["resumed"]

@@ -1,5 +1,6 @@
 """lft: fine-tune language models with Lightning and Hydra."""
 
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -20,8 +21,13 @@ if not OmegaConf.has_resolver("lft_terminal"):
 
 
 def _run_dir(resume, fresh: str) -> str:
-    """A resume logs into <run>/resumes/<time>, so the run's own files (and .hydra/) are never replaced."""
-    return f"{resume}/resumes/{datetime.now():%Y-%m-%d_%H-%M-%S}" if resume else fresh
+    """A resume logs into <run>/resumes/<time>, so the run's own files (and .hydra/) are never replaced.
+    A SLURM job's run is named after the job, so a requeued job finds its own folder and continues it."""
+    if resume:
+        return f"{resume}/resumes/{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") and f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
+    job = job or os.environ.get("SLURM_JOB_ID")
+    return str(Path(fresh).parent / f"slurm-{job}") if job else fresh
 
 
 if not OmegaConf.has_resolver("lft_run_dir"):

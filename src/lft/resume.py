@@ -4,6 +4,7 @@ The run's saved config.yaml is the config; command-line overrides may only chang
 (and other keys that cannot change its result), so the resumed run ends where an uninterrupted one would.
 """
 
+import os
 from pathlib import Path
 
 import yaml
@@ -16,6 +17,11 @@ RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.enable_pro
                   "trainer.log_every_n_steps", "callbacks.last_checkpoint.every_n_steps")
 # Files that make a folder an lft run: train() never writes into one unless resuming it.
 RUN_MARKERS = ("config.yaml", "metrics.json", "checkpoints")
+
+
+def requeued(run_dir) -> bool:
+    """A SLURM job requeued after preemption, back in its own run folder (named after the job)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0 and last_checkpoint(run_dir).exists()
 
 
 def is_run_folder(path: Path) -> bool:

@@ -6,6 +6,7 @@ can act on to one message and an exit code.
 """
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from lft.errors import ConfigError
 from lft.loggers import build_loggers, finish_loggers
 from lft.models import load_tokenizer
 from lft.module import FineTuneModule
-from lft.resume import is_run_folder, last_checkpoint, resume_config
+from lft.resume import is_run_folder, last_checkpoint, requeued, resume_config
 from lft.run_folder import save_config, save_manifest, save_metrics, save_weights
 from lft.strategies import apply_strategy
 from lft.strategies.params import count_parameters
@@ -133,6 +134,10 @@ def main(cfg: DictConfig) -> float | None:
     try:
         if cfg.get("resume"):
             cfg = resume_config(cfg.resume, list(HydraConfig.get().overrides.task))
+        elif requeued(cfg.paths.output_dir):  # the same command again, after a preemption: continue the run
+            log.info("SLURM requeue (restart %s): continuing %s.", os.environ["SLURM_RESTART_COUNT"],
+                     cfg.paths.output_dir)
+            cfg = resume_config(cfg.paths.output_dir, [])
         metrics = train(cfg)
     except ConfigError as err:
         log.error("%s", err)

@@ -59,18 +59,16 @@ class ResumableBatchSampler:
         return batches
 
     def _grouped(self, rows: list[int], size: int, generator: torch.Generator) -> list[int]:
+        """Sort rows by length inside windows, cut batches, shuffle the full batches; the one partial batch
+        (the last window's remainder) stays last, where every epoch's short batch is."""
         window = size * GROUP_WINDOW_BATCHES
         batches = []
         for start in range(0, len(rows), window):
             chunk = sorted(rows[start:start + window], key=lambda i: self.lengths[i], reverse=True)
             batches += [chunk[i:i + size] for i in range(0, len(chunk), size)]
-        full = [b for b in batches if len(b) == size]
-        partial = [b for b in batches if len(b) < size]
-        shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
-        # Partial batches go last, merged, so no process ever gets an empty share in the middle of an epoch.
-        tail = [i for b in partial for i in b]
-        out = [i for b in shuffled for i in b] + tail
-        return out
+        partial = batches.pop() if batches and len(batches[-1]) < size else []
+        order = torch.randperm(len(batches), generator=generator).tolist()
+        return [i for b in order for i in batches[b]] + partial
 
     def __iter__(self):
         epoch = self.epoch
@@ -78,10 +76,9 @@ class ResumableBatchSampler:
         if self._skip is not None and self._skip[0] == epoch:
             skip = self._skip[1]
             self._skip = None
-        share = lambda batch: batch[len(batch) // self.num_replicas * self.rank:
-                                    len(batch) // self.num_replicas * (self.rank + 1)]  # noqa: E731
         for batch in self.global_batches(epoch)[skip:]:
-            yield share(batch)
+            share = len(batch) // self.num_replicas
+            yield batch[share * self.rank:share * (self.rank + 1)]
 
     def __len__(self) -> int:
         size = self.batch_size * self.num_replicas
