@@ -115,5 +115,5 @@ def _require_values(ds: Dataset, split: str, key: str, column: str) -> None:
         return
     row = next((i for i, value in enumerate(ds[column]) if value is None), None)
     if row is not None:
-        raise ConfigError(f"data.{key}={column!r}: row {row} of the {split} split has no value (an empty cell or a "
-                          "missing key); fill or drop such rows.")
+        raise ConfigError(f"data.{key}={column!r}: a row of the {split} split has no value there (an empty cell or "
+                          f"a missing key): {repr(ds[row])[:160]}; fill or drop such rows.")
