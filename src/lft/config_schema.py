@@ -115,6 +115,7 @@ SETTINGS = [
     Setting("trainer.deterministic", BOOL | one_of("warn"), "true"),
     Setting("trainer.enable_progress_bar", BOOL, "false"),
     # optimizer and schedule
+    Setting("strategy.lr", number(0, low_open=True), "2e-4"),  # before optimizer.lr, which defaults to it
     Setting("optimizer.lr", number(0, low_open=True), "3e-4"),
     Setting("optimizer.weight_decay", number(0), "0.01"),
     Setting("optimizer.momentum", number(0, 1), "0.9"),
@@ -150,7 +151,6 @@ SETTINGS = [
     Setting("model.dropout", number(0, 1) | NULL, "0.1"),
     Setting("model.dtype", one_of("float32", "bfloat16", "float16") | NULL, "bfloat16"),
     Setting("model.gradient_checkpointing", BOOL, "true"),
-    Setting("strategy.lr", number(0, low_open=True), "2e-4"),
     Setting("strategy.r", integer(1), "8"),
     Setting("strategy.dropout", number(0, 1), "0.1"),
     Setting("strategy.freeze_bottom_layers", integer(0) | NULL, "4"),
