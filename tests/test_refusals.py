@@ -62,6 +62,11 @@ REFUSALS = [
     refusal("csv-latin-1", "data.path={data}/train.csv",
             files={"train.csv": "text,label\ngood,positive\nun caf\xe9 froid,negative\n".encode("latin-1")},
             match=r"train\.csv is not utf-8 text \(line 3 .*data\.encoding=latin-1"),
+    refusal("jsonl-latin-1", "data.path={data}/train.jsonl",
+            files={"train.jsonl": jsonl(REVIEWS).replace("review number 5", "caf\xe9 5").encode("latin-1")},
+            match=r"train\.jsonl is not utf-8 text \(line 6 holds the bytes b'\\xe9'\)"),
+    refusal("unknown-encoding", "data.encoding=latin-9000",
+            match=r"data\.encoding='latin-9000' must be a text encoding Python knows"),
     refusal("parquet-1-byte", "data.path={data}/train.parquet", files={"train.parquet": b"x"},
             match=r"train\.parquet is not a readable parquet file"),
     refusal("csv-empty-cell", "data.path={data}/train.csv",
@@ -71,6 +76,8 @@ REFUSALS = [
             match=r"holds no data files"),
     refusal("unknown-file-format", "data.path={data}/train.xlsx", files={"train.xlsx": b"PK"},
             match=r"'train\.xlsx' has an unknown format"),
+    refusal("split-file-is-a-folder", "data.path={{train: {data}/train.jsonl}}", files={"train.jsonl/x": ""},
+            match=r"the train file '.*train\.jsonl' is a folder, not a file"),
     refusal("missing-path", "data.path=/no/such/folder", match=r"data\.path='/no/such/folder' does not exist"),
     refusal("missing-column", "data.text_column=review", match=r"data\.text_column='review' is not a column"),
     refusal("one-row-cannot-carve-validation", "data.path={data}/train.jsonl", files={"train.jsonl": jsonl(REVIEWS[:1])},
@@ -148,6 +155,7 @@ def test_bad_input_is_refused_with_one_clear_message(request, make_cfg, tmp_path
     folder = tmp_path / "data"
     folder.mkdir()
     for name, content in files.items():
+        (folder / name).parent.mkdir(exist_ok=True)
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     places = {"{data}": str(folder)}
     places.update({f"{{{key}}}": request.getfixturevalue(fixture) for key, fixture in MODELS.items()

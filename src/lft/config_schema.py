@@ -6,6 +6,7 @@ and the second is silently ignored. SETTINGS lists the values users set most, ea
 an example of a good value; check_schema reports the first that breaks its rule in one line.
 """
 
+import codecs
 import difflib
 import inspect
 import typing
@@ -46,6 +47,14 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _is_codec(name: str) -> bool:
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return False
+    return True
+
+
 def integer(at_least: int) -> Rule:
     return rule(lambda v: _is_int(v) and v >= at_least, f"an integer >= {at_least}")
 
@@ -77,6 +86,7 @@ DEVICES = integer(1) | one_of(-1, "auto") | rule(
     lambda v: (isinstance(v, str) and all(p.strip().isdigit() for p in v.strip(",").split(",")))
     or (isinstance(v, list) and v != [] and all(_is_int(i) and i >= 0 for i in v)),
     "a list of device indices")
+CODEC = rule(lambda v: isinstance(v, str) and _is_codec(v), "a text encoding Python knows")
 LABELS = NULL | rule(lambda v: isinstance(v, list) and len(set(map(str, v))) == len(v) >= 2,
                      "a list of at least two distinct labels")
 BETAS = rule(lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v),
@@ -131,6 +141,7 @@ SETTINGS = [
     *(Setting(f"data.{key}", integer(1) | NULL, "128")
       for key in ("max_length", "max_source_length", "max_target_length", "block_size")),
     *(Setting(f"data.{key}", integer(1) | NULL, "1000") for key in ("train_size", "val_size", "test_size")),
+    Setting("data.encoding", CODEC, "latin-1"),
     Setting("data.val_fraction", number(0, 1), "0.1"),
     Setting("data.num_workers", integer(0), "2"),
     *(Setting(f"data.{key}", TEXT, "text") for key in ("text_column", "label_column", "target_column")),

@@ -6,6 +6,7 @@ first bytes catches empty and falsely-gzipped files; what `load_dataset` raises 
 library gives no usable line number the file is scanned for it (only on that error path).
 """
 
+import codecs
 import gzip
 import json
 import logging
@@ -49,6 +50,8 @@ def read_data_file(file: Path, encoding: str = "utf-8") -> Dataset:
         raise ConfigError(f"data file {file} {_explain(err, file, builder, encoding)}") from err
     if len(ds) == 0:
         raise ConfigError(f"data file {file} {_no_rows(builder)}")
+    if builder == "json" and "encoding" not in options:
+        _check_decodable(file, encoding)
     return ds
 
 
@@ -65,8 +68,11 @@ def _quiet_builders():
 
 
 def _check_first_bytes(file: Path) -> None:
-    with open(file, "rb") as f:
-        head = f.read(2)
+    try:
+        with open(file, "rb") as f:
+            head = f.read(2)
+    except OSError as err:
+        raise ConfigError(f"data file {file} cannot be read ({err.strerror}); check its permissions.") from err
     if not head:
         raise ConfigError(f"data file {file} is empty (0 bytes); write the data into it or point data.path elsewhere.")
     if file.suffix.lower() == ".gz" and head != GZIP_MAGIC:
@@ -79,9 +85,7 @@ def _explain(err: Exception, file: Path, builder: str, encoding: str) -> str:
     chain = _chain(err)
     root = chain[-1]
     if any(isinstance(e, UnicodeDecodeError) for e in chain):
-        line, raw = _first_undecodable_line(file, encoding)
-        return (f"is not {encoding} text (line {line} holds the bytes {raw!r}); save it as UTF-8, or name its "
-                f"encoding, e.g. data.encoding=latin-1.")
+        return _undecodable(file, encoding)
     if any(isinstance(e, StopIteration) or "corresponds to no data" in str(e) for e in chain):
         return _no_rows(builder)
     if any(isinstance(e, (EOFError, gzip.BadGzipFile)) for e in chain):
@@ -101,6 +105,24 @@ def _explain(err: Exception, file: Path, builder: str, encoding: str) -> str:
         return f"is not a readable parquet file ({_short(root)}); write it with pandas.DataFrame.to_parquet."
     return (f"could not be read as {builder} ({_short(root)}); check that its content matches its suffix "
             f"({', '.join(FORMATS)}).")
+
+
+def _check_decodable(file: Path, encoding: str) -> None:
+    """pyarrow's JSON reader loads bytes that are not UTF-8 without a word; reading such a row fails mid-run."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with _open(file, "rb") as f:
+        try:
+            while chunk := f.read(1 << 24):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise ConfigError(f"data file {file} {_undecodable(file, encoding)}") from None
+
+
+def _undecodable(file: Path, encoding: str) -> str:
+    line, raw = _first_undecodable_line(file, encoding)
+    return (f"is not {encoding} text (line {line} holds the bytes {raw!r}); save it as UTF-8, or name its "
+            f"encoding, e.g. data.encoding=latin-1.")
 
 
 def _no_rows(builder: str) -> str:

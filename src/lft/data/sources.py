@@ -77,8 +77,9 @@ def _split_files(path) -> dict[str, Path]:
                 raise ConfigError(f"data.path={path!r} holds no data files ({', '.join(FORMATS)}, optionally .gz).")
     files = _by_canonical_name(files)
     for split, file in files.items():
-        if not file.exists():
-            raise ConfigError(f"data.path: the {split} file {str(file)!r} does not exist.")
+        if not file.is_file():
+            problem = "is a folder, not a file" if file.is_dir() else "does not exist"
+            raise ConfigError(f"data.path: the {split} file {str(file)!r} {problem}.")
         if suffix(file) not in FORMATS:
             raise ConfigError(f"data.path: {file.name!r} has an unknown format; use one of {', '.join(FORMATS)} (optionally .gz).")
     return files
