@@ -4,7 +4,8 @@ This table is the source of truth for the README's "What lft refuses". To add a 
   id        what a test report shows
   overrides Hydra overrides, with placeholders: {data} = a folder holding the case's files;
             {bert}, {gpt2}, {t5} = tiny random models (tiny_bert is the model unless the case names another)
-  files     {name: content} written into {data} first (bytes, or text written as UTF-8)
+  files     {name: content} written into {data} first (bytes, or text written as UTF-8); names may hold folders
+            ("old_run/config.yaml"), so a case can also stage a folder that is not a run
   match     a regex the message must match
   fast      False keeps the composed trainer settings (make_cfg otherwise forces a short CPU run, overwriting
             trainer.accelerator and comparing trainer.max_epochs)
@@ -155,7 +156,7 @@ def test_bad_input_is_refused_with_one_clear_message(request, make_cfg, tmp_path
     folder = tmp_path / "data"
     folder.mkdir()
     for name, content in files.items():
-        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     places = {"{data}": str(folder)}
     places.update({f"{{{key}}}": request.getfixturevalue(fixture) for key, fixture in MODELS.items()
