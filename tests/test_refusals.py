@@ -3,7 +3,8 @@
 This table is the source of truth for the README's "What lft refuses". To add a case, append a `refusal(...)`:
   id        what a test report shows
   overrides Hydra overrides, with placeholders: {data} = a folder holding the case's files;
-            {bert}, {gpt2}, {t5} = tiny random models (tiny_bert is the model unless the case names another)
+            {bert}, {gpt2}, {t5} = tiny random models (tiny_bert is the model unless the case names another);
+            {{ and }} stand for literal braces
   files     {name: content} written into {data} first (bytes, or text written as UTF-8); names may hold folders
             ("old_run/config.yaml"), so a case can also stage a folder that is not a run
   match     a regex the message must match
