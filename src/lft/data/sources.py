@@ -5,27 +5,19 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
+from lft.data.files import FORMATS, read_data_file, suffix
 from lft.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
-# File suffix (after stripping .gz) -> datasets builder and its options.
-FORMATS = {
-    ".jsonl": ("json", {}),
-    ".json": ("json", {}),
-    ".csv": ("csv", {}),
-    ".tsv": ("csv", {"delimiter": "\t"}),
-    ".parquet": ("parquet", {}),
-    ".txt": ("text", {}),
-}
 
 
 def load_splits(cfg, seed: int) -> DatasetDict:
     """Load the splits named by a data config: carve missing validation/test from train, then subset."""
     if cfg.get("path"):
-        splits = _load_local(cfg.path)
+        splits = _load_local(cfg.path, cfg.get("encoding") or "utf-8")
     elif cfg.get("hub_id"):
         splits = _load_hub(cfg.hub_id, cfg.get("hub_config"))
     else:
@@ -36,6 +28,9 @@ def load_splits(cfg, seed: int) -> DatasetDict:
     for missing in [s for s in ("validation", "test") if s not in splits]:
         if not 0 < fraction < 1:
             raise ConfigError(f"data: the data has no {missing} split; set data.val_fraction in (0, 1) to carve one from train.")
+        if len(splits["train"]) < 2:
+            raise ConfigError(f"data: the train split has {len(splits['train'])} row(s), too few to carve a {missing} "
+                              f"split from; add rows or a {missing} file.")
         parts = splits["train"].train_test_split(test_size=fraction, seed=seed)
         splits["train"], splits[missing] = parts["train"], parts["test"]
         log.info("Carved a %s split of %d rows from train.", missing, len(splits[missing]))
@@ -60,9 +55,9 @@ def _load_hub(hub_id: str, config: str | None) -> dict[str, Dataset]:
     return _by_canonical_name(dict(loaded))
 
 
-def _load_local(path) -> dict[str, Dataset]:
+def _load_local(path, encoding: str) -> dict[str, Dataset]:
     files = _split_files(path)
-    return {split: _read_file(file) for split, file in files.items()}
+    return {split: read_data_file(file, encoding) for split, file in files.items()}
 
 
 def _split_files(path) -> dict[str, Path]:
@@ -76,15 +71,16 @@ def _split_files(path) -> dict[str, Path]:
             files = {"train": root}
         else:
             files = {}
-            for file in sorted(p for p in root.iterdir() if _suffix(p) in FORMATS):
+            for file in sorted(p for p in root.iterdir() if suffix(p) in FORMATS):
                 files.setdefault(file.name.split(".")[0].lower(), file)
             if not files:
                 raise ConfigError(f"data.path={path!r} holds no data files ({', '.join(FORMATS)}, optionally .gz).")
     files = _by_canonical_name(files)
     for split, file in files.items():
-        if not file.exists():
-            raise ConfigError(f"data.path: the {split} file {str(file)!r} does not exist.")
-        if _suffix(file) not in FORMATS:
+        if not file.is_file():
+            problem = "is a folder, not a file" if file.is_dir() else "does not exist"
+            raise ConfigError(f"data.path: the {split} file {str(file)!r} {problem}.")
+        if suffix(file) not in FORMATS:
             raise ConfigError(f"data.path: {file.name!r} has an unknown format; use one of {', '.join(FORMATS)} (optionally .gz).")
     return files
 
@@ -100,18 +96,6 @@ def _by_canonical_name(items: dict) -> dict:
     return renamed
 
 
-def _suffix(file: Path) -> str:
-    suffixes = [s.lower() for s in file.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    return suffixes[-1] if suffixes else ""
-
-
-def _read_file(file: Path) -> Dataset:
-    builder, options = FORMATS[_suffix(file)]
-    return load_dataset(builder, data_files=str(file), split="train", **options)
-
-
 def require_columns(splits: DatasetDict, columns: dict[str, str | None]) -> None:
     """Fail with the config key to fix when a configured column is missing from a split."""
     for key, column in columns.items():
@@ -123,3 +107,14 @@ def require_columns(splits: DatasetDict, columns: dict[str, str | None]) -> None
                     f"data.{key}={column!r} is not a column of the {split} split "
                     f"(columns: {', '.join(ds.column_names)}); set data.{key} to one of them."
                 )
+            _require_values(ds, split, key, column)
+
+
+def _require_values(ds: Dataset, split: str, key: str, column: str) -> None:
+    """Empty CSV cells and JSON rows without the key load as None, which tokenizers reject mid-run."""
+    if not ds.data.column(column).null_count:  # Arrow counts nulls for free; the table may hold unselected rows
+        return
+    row = next((i for i, value in enumerate(ds[column]) if value is None), None)
+    if row is not None:
+        raise ConfigError(f"data.{key}={column!r}: a row of the {split} split has no value there (an empty cell or "
+                          f"a missing key): {repr(ds[row])[:160]}; fill or drop such rows.")

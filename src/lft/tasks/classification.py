@@ -38,6 +38,7 @@ class ClassificationTask:
             self.label_names = sorted({str(v) for v in splits["train"][cfg.label_column]})
             log.info("Inferred label names from train: %s", self.label_names)
         label_ids = self._label_ids(splits)
+        self._check_train_classes(splits["train"], label_ids)
 
         def tokenize(batch):
             pair = batch[cfg.text_pair_column] if cfg.get("text_pair_column") else None
@@ -64,6 +65,21 @@ class ClassificationTask:
                         f"in data.label_names={names} nor an index into it; fix the data or data.label_names."
                     )
         return ids
+
+    def _check_train_classes(self, train, label_ids: dict[str, int]) -> None:
+        """A classifier trained on one class learns to answer it always; a class train lacks is never predicted."""
+        column, names = self.cfg.label_column, self.label_names
+        seen = {label_ids[str(v)] for v in train[column]}
+        if len(seen) == 1:
+            raise ConfigError(
+                f"data.label_column={column!r}: every train row has the label {names[seen.pop()]!r}, so there is "
+                "nothing to tell apart; a classifier needs at least two classes in train. Check data.label_column, "
+                "the train file, and data.train_size (a small subset can miss classes)."
+            )
+        missing = [names[i] for i in range(len(names)) if i not in seen]
+        if missing:
+            log.warning("The train split has no row labelled %s (of data.label_names=%s): the model cannot learn to "
+                        "predict it. Check the train file, or data.train_size if it is a small subset.", missing, names)
 
     # --- model --------------------------------------------------------------------------------
     def build_model(self, model_cfg) -> nn.Module:

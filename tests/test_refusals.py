@@ -1,0 +1,207 @@
+"""What lft refuses: every bad input below stops train() with one ConfigError line, in seconds, before training.
+
+This table is the source of truth for the README's "What lft refuses". To add a case, append a `refusal(...)`:
+  id        what a test report shows
+  overrides Hydra overrides, with placeholders: {data} = a folder holding the case's files;
+            {bert}, {gpt2}, {t5} = tiny random models (tiny_bert is the model unless the case names another);
+            {{ and }} stand for literal braces
+  files     {name: content} written into {data} first (bytes, or text written as UTF-8); names may hold folders
+            ("old_run/config.yaml"), so a case can also stage a folder that is not a run
+  match     a regex the message must match
+  fast      False keeps the composed trainer settings (make_cfg otherwise forces a short CPU run, overwriting
+            trainer.accelerator and comparing trainer.max_epochs)
+"""
+
+import gzip
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lft.errors import ConfigError
+from lft.train import train
+from tests.test_cli import run_cli
+
+MAX_SECONDS = 5  # a refusal may cost tokenizer, data and (tiny) model loading, never training
+MODELS = {"bert": "tiny_bert", "gpt2": "tiny_gpt2", "t5": "tiny_t5"}
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+
+
+def jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+REVIEWS = [{"text": f"review number {i}", "label": ["negative", "positive"][i % 2]} for i in range(8)]
+GOOD_JSONL = jsonl(REVIEWS)
+GOOD_CSV = "text,label\n" + "".join(f"{r['text']},{r['label']}\n" for r in REVIEWS)
+DIALOGUES = jsonl([{"dialogue": f"#Person1#: Hi {i}. #Person2#: Hello.", "summary": "They greet."} for i in range(8)])
+
+
+def refusal(id: str, *overrides: str, match: str, files: dict | None = None, fast: bool = True, marks=()):
+    return pytest.param(overrides, files or {}, match, fast, id=id, marks=marks)
+
+
+REFUSALS = [
+    # --- data files: empty, malformed, mislabelled ---
+    refusal("empty-file", "data.path={data}/train.jsonl", files={"train.jsonl": b""},
+            match=r"train\.jsonl is empty \(0 bytes\)"),
+    refusal("csv-header-only", "data.path={data}/train.csv", files={"train.csv": "text,label\n"},
+            match=r"train\.csv holds no data rows \(a header only\?\)"),
+    refusal("gz-not-gzip", "data.path={data}/train.jsonl.gz", files={"train.jsonl.gz": GOOD_JSONL},
+            match=r"train\.jsonl\.gz ends in \.gz but is not gzip-compressed; rename it to 'train\.jsonl'"),
+    refusal("gz-truncated", "data.path={data}/train.jsonl.gz",
+            files={"train.jsonl.gz": gzip.compress(GOOD_JSONL.encode())[:40]}, match=r"is a damaged gzip file"),
+    refusal("jsonl-malformed-line", "data.path={data}/train.jsonl",
+            files={"train.jsonl": jsonl(REVIEWS[:2]) + '{"text": oops}\n' + jsonl(REVIEWS[2:])},
+            match=r"train\.jsonl is not valid JSON: line 3 is not JSON"),
+    refusal("csv-named-jsonl", "data.path={data}/train.jsonl", files={"train.jsonl": GOOD_CSV},
+            match=r"train\.jsonl is not valid JSON: line 1 is not JSON"),
+    refusal("csv-ragged-row", "data.path={data}/train.csv",
+            files={"train.csv": "text,label\ngood film,positive\nbad, boring film,negative\n"},
+            match=r"train\.csv has 3 fields on line 3 where the header has 2"),
+    refusal("csv-latin-1", "data.path={data}/train.csv",
+            files={"train.csv": "text,label\ngood,positive\nun caf\xe9 froid,negative\n".encode("latin-1")},
+            match=r"train\.csv is not utf-8 text \(line 3 .*data\.encoding=latin-1"),
+    refusal("jsonl-latin-1", "data.path={data}/train.jsonl",
+            files={"train.jsonl": jsonl(REVIEWS).replace("review number 5", "caf\xe9 5").encode("latin-1")},
+            match=r"train\.jsonl is not utf-8 text \(line 6 holds the bytes b'\\xe9'\)"),
+    refusal("unknown-encoding", "data.encoding=latin-9000",
+            match=r"data\.encoding='latin-9000' must be a text encoding Python knows"),
+    refusal("parquet-1-byte", "data.path={data}/train.parquet", files={"train.parquet": b"x"},
+            match=r"train\.parquet is not a readable parquet file"),
+    refusal("csv-empty-cell", "data.path={data}/train.csv",
+            files={"train.csv": GOOD_CSV + ",positive\n"},
+            match=r"data\.text_column='text': a row of the \w+ split has no value there .*'text': None"),
+    refusal("folder-without-data-files", "data.path={data}", files={"notes.md": "# my data"},
+            match=r"holds no data files"),
+    refusal("unknown-file-format", "data.path={data}/train.xlsx", files={"train.xlsx": b"PK"},
+            match=r"'train\.xlsx' has an unknown format"),
+    refusal("split-file-is-a-folder", "data.path={{train: {data}/train.jsonl}}", files={"train.jsonl/x": ""},
+            match=r"the train file '.*train\.jsonl' is a folder, not a file"),
+    refusal("missing-path", "data.path=/no/such/folder", match=r"data\.path='/no/such/folder' does not exist"),
+    refusal("missing-column", "data.text_column=review", match=r"data\.text_column='review' is not a column"),
+    refusal("one-row-cannot-carve-validation", "data.path={data}/train.jsonl", files={"train.jsonl": jsonl(REVIEWS[:1])},
+            match=r"train split has 1 row\(s\), too few to carve"),
+    refusal("one-class-train", "data.path={data}",
+            files={"train.jsonl": jsonl([r | {"label": "positive"} for r in REVIEWS]), "validation.jsonl": GOOD_JSONL,
+                   "test.jsonl": GOOD_JSONL},
+            match=r"every train row has the label 'positive'.*needs at least two classes"),
+    refusal("label-outside-label_names", "data.label_names=[bad,good]",
+            match=r"value '(positive|negative)' .* is not in data\.label_names"),
+    refusal("empty-split-subset", "data.val_size=0", match=r"data\.val_size=0 must be an integer >= 1 or null"),
+    refusal("template-names-missing-column", "data=dialogsum", "data.path={data}", "model.name_or_path={t5}",
+            "data.template='Summarize: {{dialog}}'", files={"train.jsonl": DIALOGUES},
+            match=r"data\.template references column 'dialog'"),
+    # --- wrong types and out-of-range values ---
+    refusal("max_epochs-not-int", "trainer.max_epochs=abc", fast=False,  # make_cfg's shortening would compare 'abc'
+            match=r"trainer\.max_epochs='abc' must be an integer >= 1, -1 or null \(e\.g\. trainer\.max_epochs=3\)"),
+    refusal("max_steps-negative", "trainer.max_steps=-5", match=r"trainer\.max_steps=-5 must be an integer >= 1 or -1"),
+    refusal("accumulate-zero", "trainer.accumulate_grad_batches=0",
+            match=r"trainer\.accumulate_grad_batches=0 must be an integer >= 1"),
+    refusal("gradient_clip-not-number", "trainer.gradient_clip_val=abc",
+            match=r"trainer\.gradient_clip_val='abc' must be a number >= 0 or null"),
+    refusal("limit_train_batches-over-1", "trainer.limit_train_batches=1.5",
+            match=r"trainer\.limit_train_batches=1\.5 must be a fraction in \[0, 1\]"),
+    refusal("devices-zero", "trainer.devices=0", match=r"trainer\.devices=0 must be an integer >= 1"),
+    refusal("lr-zero", "optimizer.lr=0", match=r"optimizer\.lr=0 must be a number > 0"),
+    refusal("lr-not-number", "optimizer.lr=fast", match=r"optimizer\.lr='fast' must be a number > 0"),
+    refusal("warmup_ratio-over-1", "scheduler.warmup_ratio=1.5",
+            match=r"scheduler\.warmup_ratio=1\.5 must be a number in \[0, 1\)"),
+    refusal("warmup_steps-negative", "scheduler.warmup_steps=-10",
+            match=r"scheduler\.warmup_steps=-10 must be an integer >= 0"),
+    refusal("both-warmups", "scheduler.warmup_steps=10", "scheduler.warmup_ratio=0.1",
+            match=r"set only one of warmup_steps and warmup_ratio"),
+    refusal("batch_size-zero", "data.batch_size=0", match=r"data\.batch_size=0 must be an integer >= 1"),
+    refusal("seed-not-int", "seed=abc", match=r"seed='abc' must be an integer >= 0"),
+    refusal("one-label-name", "data.label_names=[positive]",
+            match=r"data\.label_names=\['positive'\] must be null or a list of at least two distinct labels"),
+    refusal("long_targets-unknown", "data=dialogsum", "data.long_targets=ignore",
+            match=r"data\.long_targets='ignore' must be one of error, truncate, drop"),
+    refusal("monitor-mode-unknown", "monitor.mode=maximize", match=r"monitor\.mode='maximize' must be one of min, max"),
+    # --- unknown names and keys ---
+    refusal("unknown-scheduler", "scheduler.name=warmup_cosine",
+            match=r"scheduler\.name='warmup_cosine' is unknown; choose one of constant, linear"),
+    refusal("unknown-trainer-argument", "+trainer.max_epoch=3",
+            match=r"trainer\.max_epoch is not an argument of lightning\.pytorch\.Trainer \(did you mean "
+                  r"trainer\.max_epochs\?\)"),
+    refusal("unknown-optimizer-argument", "+optimizer.momentum=0.9",
+            match=r"optimizer\.momentum is not an argument of torch\.optim\.AdamW \(it takes lr, betas"),
+    refusal("unknown-data-key", "+data.max_lenght=128",
+            match=r"data\.max_lenght is not a setting lft reads \(did you mean data\.max_length\?\)"),
+    refusal("unknown-precision", "precision.lightning=fp8", match=r"trainer\.precision='fp8' is not a Lightning precision"),
+    refusal("unknown-accelerator", "trainer.accelerator=gpuu", fast=False, match=r"trainer\.accelerator='gpuu' must be one of auto"),
+    refusal("unknown-task", "data.task=regression", match=r"data\.task='regression' is unknown"),
+    refusal("missing-model-folder", "model.name_or_path=/no/such/model",
+            match=r"model\.name_or_path='/no/such/model': no such folder"),
+    # --- impossible combinations ---
+    refusal("fp16-on-cpu", "precision=fp16", match=r"fp16 needs a CUDA GPU", marks=NO_CUDA),
+    refusal("gpu-without-cuda", "trainer=gpu", match=r"trainer\.accelerator=gpu but no CUDA GPU is visible",
+            fast=False, marks=NO_CUDA),
+    refusal("k-bit-with-full-strategy", "model.quantization={bits:4}",
+            match=r"model\.quantization \(bits=4\) with strategy=full: k-bit weights cannot be trained directly"),
+    refusal("text-to-text-on-decoder-without-template", "data=dialogsum", "data.template=null",
+            "model.name_or_path={gpt2}", match=r"data\.task=seq2seq on the decoder-only model .* needs a prompt template"),
+    refusal("raw-text-on-encoder-decoder", "data=english_quotes", "model.name_or_path={t5}",
+            match=r"data\.task=causal_lm \(raw text\) needs a decoder-only model"),
+    refusal("lora-target-module-missing", "strategy=lora", "strategy.target_modules=[q_proj]",
+            match=r"strategy\.target_modules: \['q_proj'\] not found in Bert"),
+    refusal("freeze-more-layers-than-model", "strategy=freeze", "strategy.freeze_bottom_layers=5",
+            match=r"strategy\.freeze_bottom_layers=5: the model has 2 layers; use 0\.\.2"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "files", "match", "fast"), REFUSALS)
+def test_bad_input_is_refused_with_one_clear_message(request, make_cfg, tmp_path, overrides, files, match, fast):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    places = {"{data}": str(folder)}
+    places.update({f"{{{key}}}": request.getfixturevalue(fixture) for key, fixture in MODELS.items()
+                   if any(f"{{{key}}}" in o for o in overrides)})
+    if not any(o.startswith("model.name_or_path=") for o in overrides):
+        overrides = (f"model.name_or_path={request.getfixturevalue('tiny_bert')}", *overrides)
+    overrides = [_fill(o, places) for o in overrides]
+    cfg = make_cfg(*overrides, fast=fast)
+
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=match) as refused:
+        train(cfg)
+    seconds = time.perf_counter() - start
+    assert seconds < MAX_SECONDS, f"the message took {seconds:.1f} s"
+    assert "\n" not in str(refused.value), "one line"
+    assert not (Path(cfg.paths.output_dir) / "metrics.json").exists(), "no run folder that looks complete"
+
+
+def _fill(override: str, places: dict[str, str]) -> str:
+    """Put paths in for {data}/{bert}/...; {{ and }} stand for literal braces (data.template)."""
+    for key, value in places.items():
+        override = override.replace(key, value)
+    return override.replace("{{", "{").replace("}}", "}")
+
+
+def test_command_line_refusal_is_one_line_exit_code_2_and_no_traceback(tmp_path):
+    result = run_cli("trainer.max_epochs=abc", cwd=tmp_path, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-2000:]
+    assert "trainer.max_epochs='abc' must be an integer" in output
+    assert "Traceback" not in output
+    assert not list(tmp_path.rglob("metrics.json"))
+
+
+def test_train_split_missing_a_class_is_warned(make_cfg, tiny_bert, tmp_path, caplog):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(jsonl([r | {"label": ["negative", "neutral"][i % 2]} for i, r in enumerate(REVIEWS)]))
+    (folder / "validation.jsonl").write_text(GOOD_JSONL)
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", f"data.path={folder}", "data.label_names=[negative,neutral,positive]",
+                   "data.val_fraction=0.25")
+    from lft.models import load_tokenizer
+    from lft.tasks import build_task
+
+    with caplog.at_level("WARNING"):
+        build_task(cfg.data, cfg.model).encode(load_tokenizer(cfg.model), seed=0)
+    assert "The train split has no row labelled ['positive']" in caplog.text
