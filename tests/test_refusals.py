@@ -13,6 +13,7 @@ This table is the source of truth for the README's "What lft refuses". To add a 
 """
 
 import gzip
+import importlib.util
 import json
 import time
 from pathlib import Path
@@ -149,6 +150,20 @@ REFUSALS = [
             match=r"strategy\.target_modules: \['q_proj'\] not found in Bert"),
     refusal("freeze-more-layers-than-model", "strategy=freeze", "strategy.freeze_bottom_layers=5",
             match=r"strategy\.freeze_bottom_layers=5: the model has 2 layers; use 0\.\.2"),
+    refusal("deepspeed-not-installed", "trainer=deepspeed_zero2", match=r"DeepSpeed, which is not installed",
+            fast=False, marks=pytest.mark.skipif(importlib.util.find_spec("deepspeed") is not None,
+                                                 reason="DeepSpeed is installed")),
+    refusal("k-bit-under-fsdp", "trainer=fsdp", "strategy=qlora",
+            match=r"with fsdp: the engine cannot shard bitsandbytes k-bit weights", fast=False),
+    # --- run folders ---
+    refusal("output-folder-holds-a-run", "paths.output_dir={data}/old_run", files={"old_run/config.yaml": "seed: 1\n"},
+            match=r"old_run already holds a run; runs never overwrite each other"),
+    refusal("output-folder-unwritable", "paths.output_dir={data}/a_file/run", files={"a_file": ""},
+            match=r"a_file/run cannot be written \(Not a directory\); set hydra\.run\.dir"),
+    refusal("resume-a-folder-that-is-not-a-run", "+resume={data}/photos", "paths.output_dir={data}/photos",
+            files={"photos/cat.jpg": b"\xff\xd8"}, match=r"resume=.*photos: not an lft run folder \(no config\.yaml\)"),
+    refusal("resume-a-run-without-last-checkpoint", "+resume={data}/run", "paths.output_dir={data}/run",
+            files={"run/config.yaml": "seed: 1\n"}, match=r"the run has no checkpoints/last\.ckpt to continue from"),
 ]
 
 
@@ -166,6 +181,9 @@ def test_bad_input_is_refused_with_one_clear_message(request, make_cfg, tmp_path
         overrides = (f"model.name_or_path={request.getfixturevalue('tiny_bert')}", *overrides)
     overrides = [_fill(o, places) for o in overrides]
     cfg = make_cfg(*overrides, fast=fast)
+    for override in overrides:  # make_cfg points every run at a fresh folder; a case may name its own
+        if override.startswith("paths.output_dir="):
+            cfg.paths.output_dir = override.partition("=")[2]
 
     start = time.perf_counter()
     with pytest.raises(ConfigError, match=match) as refused:

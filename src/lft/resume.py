@@ -32,15 +32,19 @@ def last_checkpoint(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.ckpt"
 
 
+def check_resumable(run: Path) -> None:
+    if not (run / "config.yaml").is_file():
+        raise ConfigError(f"resume={run}: not an lft run folder (no config.yaml); pass the folder a "
+                          "`python -m lft.train` run printed as its run folder.")
+    if not last_checkpoint(run).exists():
+        raise ConfigError(f"resume={run}: the run has no checkpoints/last.ckpt to continue from (it stopped "
+                          "before its first checkpoint, or ran with callbacks=none); start it again instead.")
+
+
 def resume_config(run_dir: str, overrides: list[str]) -> DictConfig:
     """The run's own config, with the allowed overrides applied and its output folder pointing at the run."""
     run = Path(run_dir)
-    if not (run / "config.yaml").is_file():
-        raise ConfigError(f"resume={run_dir}: not an lft run folder (no config.yaml); pass the folder a "
-                          "`python -m lft.train` run printed as its run folder.")
-    if not last_checkpoint(run).exists():
-        raise ConfigError(f"resume={run_dir}: the run has no checkpoints/last.ckpt to continue from (it stopped "
-                          "before its first checkpoint, or ran with callbacks=none); start it again instead.")
+    check_resumable(run)
     if (run / "metrics.json").exists() and not _trains_longer(overrides):
         raise ConfigError(f"resume={run_dir}: the run already finished (metrics.json); to train it further, "
                           "raise trainer.max_epochs or trainer.max_steps.")

@@ -26,7 +26,7 @@ from lft.errors import ConfigError
 from lft.loggers import build_loggers, finish_loggers
 from lft.models import load_tokenizer
 from lft.module import FineTuneModule
-from lft.resume import is_run_folder, last_checkpoint, requeued, resume_config
+from lft.resume import check_resumable, is_run_folder, last_checkpoint, requeued, resume_config
 from lft.run_folder import save_config, save_manifest, save_metrics, save_weights
 from lft.strategies import apply_strategy
 from lft.strategies.params import count_parameters
@@ -108,7 +108,9 @@ def prepare_run_folder(run_dir: Path, resume) -> None:
     """Refuse an unwritable folder or one holding another run, before any data or weights load."""
     if rank_zero_only.rank != 0:  # DDP's other ranks start later, in the folder rank 0 prepared
         return
-    if not resume and is_run_folder(run_dir):
+    if resume:
+        check_resumable(Path(resume))
+    elif is_run_folder(run_dir):
         raise ConfigError(f"{run_dir} already holds a run; runs never overwrite each other. Pick another "
                           f"hydra.run.dir, or continue that run with resume={run_dir}.")
     try:
