@@ -79,14 +79,15 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny_bert, reference
     resumed = start_cli("resume=run", cwd=tmp_path)
     out = finish(resumed)
     assert resumed.returncode == 0, out[-3000:]
-    assert "Resuming" in out and "last.ckpt" in out
+    assert "Resumed from" in out and "optimizer step 4, epoch 0 after 4 of its batches" in out
     assert list((tmp_path / "run" / "resumes").glob("*/train.log")), "the resume logs inside the run folder"
     assert_same_run(tmp_path / "run", reference_runs[strategy])
 
 
-def test_sigterm_writes_a_checkpoint_that_resumes(tmp_path, tiny_bert, reference_runs):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_preemption_signal_writes_a_checkpoint_that_resumes(tmp_path, tiny_bert, reference_runs, sig):
     proc = start_cli("strategy=full", f"model.name_or_path={tiny_bert}", *RUN, "hydra.run.dir=run", cwd=tmp_path)
-    stop_after_first_checkpoint(proc, tmp_path / "run", signal.SIGTERM)
+    stop_after_first_checkpoint(proc, tmp_path / "run", sig)
     out = finish(proc)
     assert proc.returncode == 143, out[-3000:]
     assert "Stopped by a signal" in out and "resume=" in out
@@ -158,6 +159,14 @@ def test_non_finite_loss_stops_naming_the_step(make_cfg, tiny_bert):
     ckpt = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values()), "the kept checkpoint is good"
     assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
+
+
+def test_length_grouped_batches_train_and_resume_settings_run(make_cfg, tiny_bert):
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "data.group_by_length=true",
+                   "callbacks.last_checkpoint.every_n_steps=0")
+    metrics = train(cfg)
+    assert metrics["optimizer_steps"] == 4
+    assert (Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt").exists(), "saved after validation"
 
 
 def test_callbacks_none_runs_to_the_end(make_cfg, tiny_bert):

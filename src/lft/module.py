@@ -6,11 +6,9 @@ import lightning as L
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from lft.errors import ConfigError
 from lft.loggers import log_samples
 from lft.schedulers import lr_lambda
 
-ADALORA_PLACEHOLDER_STEPS = 1_000_000  # strategies/peft_family.py builds AdaLoRA with this until fit starts
 NO_DECAY = ("bias", "norm", "ln_")  # parameter-name fragments that skip weight decay
 
 
@@ -27,24 +25,6 @@ class FineTuneModule(L.LightningModule):
         self.strict_loading = False
         # Generated rows of the last evaluation per stage (generative tasks), for lft.evaluate.
         self.samples: dict[str, list[dict]] = {}
-
-    def on_fit_start(self):
-        # AdaLoRA schedules its rank budget over the run's length, known only now (see strategies/peft_family.py).
-        allocator = self._adalora_allocator()
-        if allocator is not None and allocator.peft_config.total_step == ADALORA_PLACEHOLDER_STEPS:
-            total, config = int(self.trainer.estimated_stepping_batches), allocator.peft_config
-            if config.tinit >= total - config.tfinal:
-                raise ConfigError(f"strategy.tinit={config.tinit} + strategy.tfinal={config.tfinal} leave no rank "
-                                  f"budgeting phase in {total} steps; lower them or train longer.")
-            allocator.set_total_step(total)
-
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        # AdaLoRA prunes ranks from this step's gradients: after the optimizer step, before they are zeroed.
-        if self._adalora_allocator() is not None:
-            self.model.base_model.update_and_allocate(self.global_step)
-
-    def _adalora_allocator(self):
-        return getattr(getattr(self.model, "base_model", None), "rankallocator", None)
 
     def training_step(self, batch, batch_idx):
         loss = self.task.loss(self.model, batch)

@@ -28,7 +28,7 @@ from lft.models import load_tokenizer
 from lft.module import FineTuneModule
 from lft.resume import check_resumable, is_run_folder, last_checkpoint, requeued, resume_config
 from lft.run_folder import save_config, save_manifest, save_metrics, save_weights
-from lft.strategies import apply_strategy
+from lft.strategies import apply_strategy, strategy_callbacks
 from lft.strategies.params import count_parameters
 from lft.tasks import build_task
 
@@ -57,6 +57,7 @@ def train(cfg: DictConfig) -> dict:
     module = FineTuneModule(model, task, instantiate(cfg.optimizer), cfg.scheduler)
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+    callbacks += strategy_callbacks(model)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg.get("logger")) or False,
                                      enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
     trainable, total = count_parameters(model)

@@ -66,6 +66,13 @@ class LastCheckpoint(Checkpoint):
         if self.on_preemption and stage == "fit" and not SLURMEnvironment.detect():
             signal.signal(signal.SIGUSR1, lambda *_: setattr(trainer._signal_connector, "received_sigterm", True))
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.ckpt_path:  # the run's log says what a resume restored
+            batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+            log.info("Resumed from %s: optimizer step %d, epoch %d after %d of its batches; weights, optimizer, "
+                     "LR schedule, RNG, data position and callback states restored.", trainer.ckpt_path,
+                     trainer.global_step, trainer.current_epoch, batches)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.fit_loop._should_accumulate():  # mid-accumulation: gradients would be lost
             return

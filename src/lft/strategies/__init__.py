@@ -2,7 +2,8 @@
 
 Most return the task unchanged; distillation wraps it so the loss also follows a teacher. The config group
 `conf/strategy/<file>.yaml` names the function by `name:`; several files share one function with different
-settings (lora, dora, lora_8bit and qlora are all `name: lora`).
+settings (lora, dora, lora_8bit and qlora are all `name: lora`). A strategy that must act during training
+contributes a Lightning callback through strategy_callbacks (AdaLoRA's rank budget).
 """
 
 import logging
@@ -11,6 +12,7 @@ from torch import nn
 
 from lft.errors import ConfigError
 from lft.strategies import distill, freeze, full, peft_family
+from lft.strategies.adalora_budget import AdaLoraBudget, rank_allocator
 from lft.strategies.params import count_parameters
 
 log = logging.getLogger(__name__)
@@ -18,6 +20,11 @@ log = logging.getLogger(__name__)
 PEFT_STRATEGIES = set(peft_family.BUILDERS)
 STRATEGIES = {"full": full.apply, "freeze": freeze.apply, "distill": distill.apply,
               **{name: peft_family.apply for name in PEFT_STRATEGIES}}
+
+
+def strategy_callbacks(model: nn.Module) -> list:
+    """Lightning callbacks a strategy needs during training, beside the run's own."""
+    return [AdaLoraBudget()] if rank_allocator(model) is not None else []
 
 
 def apply_strategy(model: nn.Module, cfg, task) -> tuple[nn.Module, object]:

@@ -20,7 +20,7 @@ from peft.utils import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as IA3_
 
 from lft.errors import ConfigError
 from lft.models import is_quantized
-from lft.module import ADALORA_PLACEHOLDER_STEPS  # AdaLoRA needs the run's length: on_fit_start sets it
+from lft.strategies.adalora_budget import PLACEHOLDER_STEPS
 from lft.strategies.lora import check_target_modules, lora_config, peft_common, target_modules
 
 # Tasks peft's prompt learning (virtual tokens) has a model class for.
@@ -52,7 +52,7 @@ def adalora_config(model, cfg, task) -> AdaLoraConfig:
     return AdaLoraConfig(
         init_r=cfg.init_r, target_r=cfg.target_r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
         target_modules=targets, tinit=cfg.tinit, tfinal=cfg.tfinal, deltaT=cfg.delta_t,
-        total_step=cfg.get("total_step") or ADALORA_PLACEHOLDER_STEPS, **peft_common(cfg, task, model),
+        total_step=cfg.get("total_step") or PLACEHOLDER_STEPS, **peft_common(cfg, task, model),
     )
 
 
