@@ -199,3 +199,24 @@ def test_slurm_requeue_continues_the_jobs_own_run(tmp_path, tiny_bert, monkeypat
     out = finish(again)
     assert again.returncode == 0, out[-3000:]
     assert "SLURM requeue" in out and json.loads((run / "metrics.json").read_text())["resumed"]
+
+
+def test_a_crash_while_writing_keeps_the_previous_checkpoint(make_cfg, tiny_bert, tmp_path):
+    import lightning as L
+
+    from lft.callbacks.checkpoints import save_atomically
+
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "trainer.limit_train_batches=2")
+    train(cfg)
+    last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    class CrashMidWrite(L.Trainer):  # the process dies after writing part of the new checkpoint
+        def save_checkpoint(self, filepath, weights_only=False, storage_options=None):
+            Path(filepath).write_bytes(b"half a checkpoint")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        save_atomically(CrashMidWrite(logger=False, enable_progress_bar=False), last)
+    assert last.read_bytes() == before
+    torch.load(last, weights_only=True)  # still a whole checkpoint

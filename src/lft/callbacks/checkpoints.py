@@ -67,10 +67,10 @@ class LastCheckpoint(Checkpoint):
             signal.signal(signal.SIGUSR1, lambda *_: setattr(trainer._signal_connector, "received_sigterm", True))
 
     def on_train_start(self, trainer, pl_module) -> None:
-        if trainer.ckpt_path:  # the run's log says what a resume restored
-            batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        if trainer.global_step > 0:  # a fresh run starts at 0: this is a resume; its log says what came back
+            batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
             log.info("Resumed from %s: optimizer step %d, epoch %d after %d of its batches; weights, optimizer, "
-                     "LR schedule, RNG, data position and callback states restored.", trainer.ckpt_path,
+                     "LR schedule, RNG, data position and callback states restored.", self.path,
                      trainer.global_step, trainer.current_epoch, batches)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
