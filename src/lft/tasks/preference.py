@@ -29,8 +29,15 @@ from lft.data.datamodule import EncodedDataModule
 from lft.data.preference import PairEncoder, encode_pairs, load_preference_splits
 from lft.data.templates import chat_enabled
 from lft.errors import ConfigError
-from lft.losses.preference import (DPO_LOSSES, LENGTH_NORMALIZED, REFERENCE_FREE, bradley_terry_loss, dpo_loss,
-                                   pair_accuracy, sequence_logps)
+from lft.losses.preference import (
+    DPO_LOSSES,
+    LENGTH_NORMALIZED,
+    REFERENCE_FREE,
+    bradley_terry_loss,
+    dpo_loss,
+    pair_accuracy,
+    sequence_logps,
+)
 from lft.models import is_encoder_decoder, load_pretrained
 from lft.tasks.classification import ClassificationTask, replace_head
 
