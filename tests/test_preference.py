@@ -213,3 +213,40 @@ def test_unknown_loss_is_refused(make_cfg, toy_pairs):
     cfg = _pair_cfg(make_cfg, toy_pairs, "data.preference.loss=kto")
     with pytest.raises(ConfigError, match="data.preference.loss"):
         build_task(cfg.data, cfg.model)
+
+
+# --- lft.evaluate / lft.report: base vs tuned side by side -------------------------------------------------------------
+def test_evaluate_base_vs_dpo_run_side_by_side(make_cfg, tiny_llama, toy_pairs, tmp_path):
+    from lft.evaluate import evaluate
+    from lft.report import format_table, wilson_interval
+
+    cache = tmp_path / "reference.pt"
+    common = ("data=hh_rlhf_harmless", f"data.path={toy_pairs}", f"model.name_or_path={tiny_llama}",
+              "data.max_length=32", "data.max_prompt_length=16", f"data.preference.reference_cache_file={cache}")
+    cfg = make_cfg(*common, "strategy=lora", "optimizer.lr=3e-2", "scheduler=constant")
+    train(cfg)
+    out = tmp_path / "results.json"
+    base = evaluate(make_cfg(*common, f"out={out}", "name=base", config="evaluate", out="eval0"))
+    assert base["preference_accuracy"] == 0.5 and base["reward_margin"] == 0.0  # the base is its own reference
+    assert cache.exists()  # ... so its log-probabilities are the reference's: the tuned evaluation reuses them
+    tuned = evaluate(make_cfg(*common, f"out={out}", f"run={cfg.paths.output_dir}", "name=dpo", config="evaluate",
+                              out="eval1"))
+    assert tuned["reward_margin"] != 0.0 and tuned["rows"] == 2
+    table = format_table(json.loads(out.read_text()))
+    assert "preference_accuracy (x100, 95% CI)" in table and "| base |" in table and "| dpo |" in table
+    low, high = wilson_interval(0.5, 2)
+    assert f"50.00 [{100 * low:.1f}, {100 * high:.1f}]" in table
+
+
+def test_reference_cache_file_skips_the_reference_forward(make_cfg, tiny_llama, toy_pairs, tmp_path):
+    cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_llama}", "strategy=full",
+                    f"data.preference.reference_cache_file={tmp_path / 'ref.pt'}")
+    task = build_task(cfg.data, cfg.model)
+    dm = task.encode(load_tokenizer(cfg.model), 0)
+    model = task.build_model(cfg.model)
+    batch = next(iter(dm.train_dataloader()))
+    first = task.loss(model, batch)
+    fresh = build_task(cfg.data, cfg.model)  # a later run: reads the file, never builds the reference model
+    fresh.model_cfg = task.model_cfg
+    fresh.build_reference = None
+    torch.testing.assert_close(fresh.loss(model, batch), first)

@@ -14,6 +14,7 @@ rejected_logps (summed answer log-probabilities) and logp_accuracy (the policy's
 the chosen answer: comparable between a base model and a tuned one, unlike implicit rewards).
 """
 
+import hashlib
 import logging
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +72,12 @@ def stacked(batch: dict, fields: tuple[str, ...]) -> dict:
     return {f: torch.cat([batch[f"chosen_{f}"], batch[f"rejected_{f}"]]) for f in fields if f"chosen_{f}" in batch}
 
 
+def pair_key(chosen_ids: list[int], rejected_ids: list[int]) -> int:
+    """A 63-bit content hash of a tokenized pair: reference log-probabilities are cached under it."""
+    digest = hashlib.blake2b(repr((chosen_ids, rejected_ids)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
 class _PairTask:
     def __init__(self, data_cfg):
         self.cfg = data_cfg
@@ -107,6 +114,9 @@ class DpoTask(_PairTask):
         self.gamma = float(pref.get("simpo_gamma", 0.5))
         self.cache_reference = bool(pref.get("cache_reference", True))
         self.reference_path = pref.get("reference")
+        self.cache_file = Path(pref["reference_cache_file"]) if pref.get("reference_cache_file") else None
+        # lft.evaluate sets it for a base model: the policy is its own reference (one forward, rewards 0).
+        self.policy_is_reference = False
         if self.loss_type not in DPO_LOSSES:
             raise ConfigError(f"data.preference.loss={self.loss_type!r}: choose one of {', '.join(DPO_LOSSES)}.")
         if self.beta <= 0:
@@ -114,7 +124,7 @@ class DpoTask(_PairTask):
         if not 0 <= self.label_smoothing < 0.5:
             raise ConfigError(f"data.preference.label_smoothing={self.label_smoothing} must be in [0, 0.5).")
         self.reference: nn.Module | None = None  # frozen base for non-peft policies, loaded on first use
-        self.reference_cache: dict[int, tuple[float, float]] = {}
+        self.reference_cache: dict[int, tuple[float, float]] | None = None  # pair_key -> summed log-probs
 
     # --- data ---------------------------------------------------------------------------------
     def encode(self, tokenizer, seed: int) -> EncodedDataModule:
@@ -128,8 +138,7 @@ class DpoTask(_PairTask):
                 ids = pair.prompt + answer
                 out.update({f"{side}_input_ids": ids, f"{side}_attention_mask": [1] * len(ids),
                             f"{side}_labels": [IGNORE] * len(pair.prompt) + answer})
-            # A key per pair and split for the reference cache.
-            return {**out, "pair_id": split_index * 10_000_000 + row}
+            return {**out, "pair_key": pair_key(out["chosen_input_ids"], out["rejected_input_ids"])}
 
         self.tokenizer = tokenizer
         return self._datamodule(tokenizer, seed, encoder, features)
@@ -158,10 +167,14 @@ class DpoTask(_PairTask):
         inputs = stacked(batch, ("input_ids", "attention_mask"))
         labels = stacked(batch, ("labels",))["labels"]
         logps, counts = sequence_logps(model(**inputs).logits, labels)
-        n = len(batch["pair_id"])
+        n = len(batch["pair_key"])
         averages = logps / counts.clamp(min=1)
         policy = averages if self.loss_type in LENGTH_NORMALIZED else logps
-        ref = (None, None) if self.loss_type in REFERENCE_FREE else self.reference_logps(model, batch, inputs, labels)
+        ref = (None, None)
+        if self.loss_type not in REFERENCE_FREE:
+            ref_logps = self.reference_logps(model, batch, inputs, labels, logps.detach())
+            ref = (ref_logps / counts.clamp(min=1)) if self.loss_type in LENGTH_NORMALIZED else ref_logps
+            ref = (ref[:n], ref[n:])
         losses, chosen, rejected = dpo_loss(policy[:n], policy[n:], *ref, beta=self.beta, loss_type=self.loss_type,
                                             label_smoothing=self.label_smoothing, gamma=self.gamma)
         extra = {"chosen_logps": logps[:n].detach(), "rejected_logps": logps[n:].detach(),
@@ -169,20 +182,48 @@ class DpoTask(_PairTask):
         return losses.mean(), chosen, rejected, extra
 
     @torch.no_grad()
-    def reference_logps(self, model, batch, inputs, labels) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = batch["pair_id"].tolist()
-        n = len(ids)
-        if self.cache_reference and all(i in self.reference_cache for i in ids):
-            values = torch.tensor([self.reference_cache[i] for i in ids], device=labels.device)
-            return values[:, 0], values[:, 1]
-        with self.reference_model(model) as reference:
-            logps, counts = sequence_logps(reference(**inputs).logits, labels)
-        if self.loss_type in LENGTH_NORMALIZED:
-            logps = logps / counts.clamp(min=1)
-        if self.cache_reference:
-            self.reference_cache.update(zip(ids, zip(logps[:n].tolist(), logps[n:].tolist(), strict=True),
-                                            strict=True))
-        return logps[:n], logps[n:]
+    def reference_logps(self, model, batch, inputs, labels, policy_logps) -> torch.Tensor:
+        """Summed answer log-probabilities under the reference, [chosen..., rejected...]: cached, or one forward."""
+        keys = batch["pair_key"].tolist()
+        n = len(keys)
+        cache = self._cache()
+        if cache is not None and all(k in cache for k in keys):
+            values = torch.tensor([cache[k] for k in keys], device=labels.device, dtype=policy_logps.dtype)
+            return torch.cat([values[:, 0], values[:, 1]])
+        if self.policy_is_reference:
+            logps = policy_logps
+        else:
+            with self.reference_model(model) as reference:
+                logps = sequence_logps(reference(**inputs).logits, labels)[0]
+        if cache is not None:
+            cache.update(zip(keys, zip(logps[:n].tolist(), logps[n:].tolist(), strict=True), strict=True))
+            self._save_cache()
+        return logps
+
+    def _cache(self) -> dict | None:
+        if not self.cache_reference:
+            return None
+        if self.reference_cache is None:
+            self.reference_cache = {}
+            if self.cache_file and self.cache_file.exists():
+                saved = torch.load(self.cache_file)
+                if saved.get("reference") == self._reference_name():
+                    self.reference_cache = saved["logps"]
+                    log.info("DPO reference log-probabilities of %d pairs read from %s.", len(saved["logps"]),
+                             self.cache_file)
+                else:
+                    log.warning("%s holds another reference's log-probabilities (%s); recomputing.", self.cache_file,
+                                saved.get("reference"))
+        return self.reference_cache
+
+    def _save_cache(self) -> None:
+        if self.cache_file:
+            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"reference": self._reference_name(), "logps": self.reference_cache}, self.cache_file)
+
+    def _reference_name(self) -> str:
+        cfg = self.model_cfg
+        return f"{cfg.name_or_path}:{cfg.get('gguf_file') or ''}" if cfg is not None else ""
 
     @contextmanager
     def reference_model(self, model):
@@ -249,7 +290,7 @@ class RewardTask(_PairTask):
                 out.update({f"{side}_input_ids": ids, f"{side}_attention_mask": [1] * len(ids)})
                 if "token_type_ids" in enc:
                     out[f"{side}_token_type_ids"] = enc["token_type_ids"]
-            return {**out, "pair_id": split_index * 10_000_000 + row}
+            return {**out, "pair_key": pair_key(out["chosen_input_ids"], out["rejected_input_ids"])}
 
         return self._datamodule(tokenizer, seed, encoder, features)
 
@@ -274,7 +315,7 @@ class RewardTask(_PairTask):
     def forward(self, model, batch):
         inputs = stacked(batch, ("input_ids", "attention_mask", "token_type_ids"))
         scores = model(**inputs).logits.squeeze(-1).float()
-        n = len(batch["pair_id"])
+        n = len(batch["pair_key"])
         chosen, rejected = scores[:n], scores[n:]
         loss = bradley_terry_loss(chosen, rejected).mean()
         chosen, rejected = chosen.detach(), rejected.detach()
