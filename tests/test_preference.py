@@ -250,3 +250,21 @@ def test_reference_cache_file_skips_the_reference_forward(make_cfg, tiny_llama, 
     fresh.model_cfg = task.model_cfg
     fresh.build_reference = None
     torch.testing.assert_close(fresh.loss(model, batch), first)
+
+
+def test_reward_lora_run_exports_and_reloads_as_a_classifier(make_cfg, tiny_bert, toy_pairs, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from lft.export import export
+    from lft.run_folder import load_trained_model
+
+    cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_bert}", "data.task=reward", "strategy=lora")
+    train(cfg)
+    task = build_task(cfg.data, cfg.model)
+    batch = next(iter(task.encode(load_tokenizer(cfg.model), 0).test_dataloader()))
+    inputs = {k.removeprefix("chosen_"): v for k, v in batch.items() if k.startswith("chosen_")}
+    with torch.no_grad():
+        expected = load_trained_model(task, cfg.model, cfg.paths.output_dir).eval()(**inputs).logits
+        exported = AutoModelForSequenceClassification.from_pretrained(export(cfg.paths.output_dir, tmp_path / "rm"))
+        assert exported.config.num_labels == 1
+        torch.testing.assert_close(exported.eval()(**inputs).logits, expected)
