@@ -191,6 +191,10 @@ def test_train_dpo_end_to_end_writes_an_adapter(make_cfg, tiny_llama, toy_pairs)
     metrics = train(cfg)
     assert {"test/preference_accuracy", "test/reward_margin", "test/chosen_logps", "test/logp_accuracy"} <= set(metrics)
     assert metrics["weights_dir"].endswith("adapter")
+    from lft.generate import generate, parse_args
+
+    answers = generate(parse_args([f"run={cfg.paths.output_dir}", "prompt=what about cats?", "max_new_tokens=4"]))
+    assert len(answers) == 1 and isinstance(answers[0], str)
 
 
 # --- mistakes stop before any model loads ---------------------------------------------------------------------------------

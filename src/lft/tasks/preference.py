@@ -27,7 +27,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from lft.data.datamodule import EncodedDataModule
-from lft.data.preference import PairEncoder, encode_pairs, load_preference_splits
+from lft.data.preference import PairEncoder, encode_pairs, load_preference_splits, parse_turns
 from lft.data.templates import chat_enabled
 from lft.errors import ConfigError
 from lft.losses.preference import (
@@ -142,6 +142,11 @@ class DpoTask(_PairTask):
 
         self.tokenizer = tokenizer
         return self._datamodule(tokenizer, seed, encoder, features)
+
+    def prompt_ids(self, tokenizer, prompt: str) -> list[int]:
+        """A prompt (an HH-style dialogue or plain text) formatted as in training: for lft.generate."""
+        turns = parse_turns(prompt, self.cfg.get("user_marker"), self.cfg.get("assistant_marker"))
+        return PairEncoder(self.cfg, tokenizer, eos=True).prompt_ids(turns)
 
     # --- model --------------------------------------------------------------------------------
     def build_model(self, model_cfg) -> nn.Module:
