@@ -86,6 +86,16 @@ def test_conversations_split_at_the_shared_prefix():
     assert split_shared_prefix("Q: x A: yes", "Q: x A: yup", "")[0] == "Q: x A: "
 
 
+def test_pairs_without_a_prompt_column_are_split(make_cfg, tmp_path):
+    from lft.data.preference import load_preference_splits
+
+    rows = [{"chosen": HH + " A pun.", "rejected": HH + " No."}] * 4
+    for split in ("train", "validation", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    splits = load_preference_splits(_pair_cfg(make_cfg, tmp_path).data, 0)
+    assert splits["test"][0] == {"prompt": HH, "chosen": " A pun.", "rejected": " No."}
+
+
 def test_hh_prompt_becomes_chat_turns():
     turns = parse_turns(HH, "\n\nHuman:", "\n\nAssistant:")
     assert [t["role"] for t in turns] == ["user", "assistant", "user"]
@@ -165,8 +175,11 @@ def test_dpo_lora_learns_and_keeps_the_reference(make_cfg, tiny_llama, toy_pairs
         torch.testing.assert_close(off, _base_logits(cfg, task, batch))
 
 
-def test_dpo_full_reference_is_a_frozen_copy_outside_the_module(make_cfg, tiny_llama, toy_pairs):
-    cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_llama}", "strategy=full", "optimizer.lr=1e-3",
+@pytest.mark.parametrize("strategy", ["full", "freeze"])
+def test_dpo_full_reference_is_a_frozen_copy_outside_the_module(make_cfg, tiny_llama, toy_pairs, strategy):
+    extra = ["strategy.freeze_bottom_layers=1"] if strategy == "freeze" else []
+    cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_llama}", f"strategy={strategy}", *extra,
+                    "optimizer.lr=1e-3",
                     "data.preference.loss=ipo", "data.max_length=32", "data.max_prompt_length=16")
     module, task, _, _, after = _fit(cfg, epochs=2)
     assert task.reference is not None and not any(p.requires_grad for p in task.reference.parameters())
@@ -178,9 +191,10 @@ def test_dpo_full_reference_is_a_frozen_copy_outside_the_module(make_cfg, tiny_l
     assert after["val/reward_margin"] > 0
 
 
-def test_reward_model_learns_to_rank(make_cfg, tiny_bert, toy_pairs):
-    cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_bert}", "data.task=reward", "strategy=full",
-                    "optimizer.lr=3e-3", "scheduler=constant")
+@pytest.mark.parametrize("backbone", ["tiny_bert", "tiny_llama"])  # encoder: [CLS] p [SEP] a [SEP]; decoder: last token
+def test_reward_model_learns_to_rank(make_cfg, toy_pairs, backbone, request):
+    cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={request.getfixturevalue(backbone)}", "data.task=reward",
+                    "strategy=full", "optimizer.lr=3e-3", "scheduler=constant")
     _, _, _, _, after = _fit(cfg, epochs=8)
     assert after["val/preference_accuracy"] == 1.0 and after["val/reward_margin"] > 0
 
