@@ -286,3 +286,10 @@ def test_reward_lora_run_exports_and_reloads_as_a_classifier(make_cfg, tiny_bert
         exported = AutoModelForSequenceClassification.from_pretrained(export(cfg.paths.output_dir, tmp_path / "rm"))
         assert exported.config.num_labels == 1
         torch.testing.assert_close(exported.eval()(**inputs).logits, expected)
+
+
+def test_distillation_of_pairs_is_refused_before_loading(make_cfg, toy_pairs):
+    from lft.checks import check_config
+
+    with pytest.raises(ConfigError, match="strategy=distill with data.task=dpo"):
+        check_config(_pair_cfg(make_cfg, toy_pairs, "strategy=distill"))

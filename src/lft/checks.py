@@ -22,6 +22,9 @@ def check_config(cfg) -> None:
     for key in ("batch_size", "eval_batch_size", "max_length", "max_source_length", "max_target_length", "block_size"):
         if cfg.data.get(key) is not None and cfg.data[key] <= 0:
             raise ConfigError(f"data.{key}={cfg.data[key]} must be positive.")
+    if cfg.strategy.name == "distill" and cfg.data.get("task") in ("dpo", "reward"):
+        raise ConfigError(f"strategy=distill with data.task={cfg.data.task}: distillation follows a teacher's "
+                          "outputs per example, not preference pairs; use strategy=lora, qlora, full or freeze.")
     check_quantization(cfg)
 
 
