@@ -145,19 +145,19 @@ class PairEncoder:
 
 
 def encode_pairs(cfg, splits: DatasetDict, encoder: PairEncoder, to_features) -> DatasetDict:
-    """Encode every split with `to_features(EncodedPair, row_index, split_index) -> dict`; drop and count bad rows."""
+    """Encode every split with `to_features(EncodedPair) -> dict`; drop and count unusable rows."""
     limit = float(cfg.get("max_bad_fraction", 0.05))
     out = {}
-    for split_index, (split, ds) in enumerate(splits.items()):
+    for split, ds in splits.items():
         reasons, truncated = Counter(), 0
         rows = []
-        for i, row in enumerate(ds):
+        for row in ds:
             pair = encoder.encode(row["prompt"], row["chosen"], row["rejected"])
             if isinstance(pair, str):
                 reasons[pair] += 1
                 continue
             truncated += pair.truncated
-            rows.append(to_features(pair, i, split_index))
+            rows.append(to_features(pair))
         bad = sum(reasons.values())
         detail = ", ".join(f"{n} {BAD_REASONS[r]}" for r, n in reasons.items())
         if bad > limit * len(ds) or not rows:

@@ -132,7 +132,7 @@ class DpoTask(_PairTask):
         encoder = PairEncoder(self.cfg, tokenizer, eos=True)
         log.info("Prompt format: %s", "chat template" if encoder.chat else "plain text")
 
-        def features(pair, row, split_index):
+        def features(pair):
             out = {}
             for side, answer in zip(SIDES, (pair.chosen, pair.rejected), strict=True):
                 ids = pair.prompt + answer
@@ -140,7 +140,6 @@ class DpoTask(_PairTask):
                             f"{side}_labels": [IGNORE] * len(pair.prompt) + answer})
             return {**out, "pair_key": pair_key(out["chosen_input_ids"], out["rejected_input_ids"])}
 
-        self.tokenizer = tokenizer
         return self._datamodule(tokenizer, seed, encoder, features)
 
     def prompt_ids(self, tokenizer, prompt: str) -> list[int]:
@@ -283,7 +282,7 @@ class RewardTask(_PairTask):
         reserve = 0 if chat else tokenizer.num_special_tokens_to_add(pair=True)
         encoder = PairEncoder(self.cfg, tokenizer, eos=chat, reserve=reserve, plain_special_tokens=False)
 
-        def features(pair, row, split_index):
+        def features(pair):
             out = {}
             for side, answer in zip(SIDES, (pair.chosen, pair.rejected), strict=True):
                 if encoder.chat:
