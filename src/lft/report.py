@@ -12,8 +12,9 @@ from pathlib import Path
 
 import yaml
 
-COLUMNS = ("test/accuracy", "test/f1", "test/preference_accuracy", "test/logp_accuracy", "test/reward_margin", "test/rouge1", "test/rouge2", "test/rougeL", "test/bleu", "test/perplexity",
-           "test/loss", "best_val/accuracy", "trainable_params", "fit_seconds")
+COLUMNS = ("test/accuracy", "test/f1", "test/preference_accuracy", "test/logp_accuracy", "test/reward_margin",
+           "test/rouge1", "test/rouge2", "test/rougeL", "test/bleu", "test/perplexity", "test/loss",
+           "best_val/accuracy", "trainable_params", "fit_seconds")
 
 # Fractions shown as points (x100), as papers report ROUGE and BLEU.
 POINTS = ("rouge1", "rouge2", "rougeL", "bleu", "accuracy", "f1", "preference_accuracy", "logp_accuracy")
