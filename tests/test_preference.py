@@ -138,7 +138,7 @@ def toy_pairs(tmp_path_factory) -> str:
     return str(path)
 
 
-def _fit(cfg, epochs: int):
+def _fit(cfg, epochs: int, validate_before: bool = True):
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
     dm = task.encode(tokenizer, cfg.seed)
@@ -148,7 +148,7 @@ def _fit(cfg, epochs: int):
     module = FineTuneModule(model, task, instantiate(cfg.optimizer), cfg.scheduler)
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
-    before = trainer.validate(module, dataloaders=dm.train_dataloader(), verbose=False)[0]
+    before = trainer.validate(module, dataloaders=dm.train_dataloader(), verbose=False)[0] if validate_before else None
     trainer.fit(module, train_dataloaders=dm.train_dataloader())
     after = trainer.validate(module, dataloaders=dm.train_dataloader(), verbose=False)[0]
     return module, task, dm, before, after
@@ -293,3 +293,31 @@ def test_distillation_of_pairs_is_refused_before_loading(make_cfg, toy_pairs):
 
     with pytest.raises(ConfigError, match="strategy=distill with data.task=dpo"):
         check_config(_pair_cfg(make_cfg, toy_pairs, "strategy=distill"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_64(tmp_path_factory) -> str:
+    """tiny_llama 64 wide: bitsandbytes' CPU 4-bit kernels need in_features >= their 64-value block."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tests.conftest import _save_tiny, _tiny_tokenizer
+
+    tok = _tiny_tokenizer()
+    config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
+    return _save_tiny(tmp_path_factory, "tiny_llama_64", LlamaForCausalLM(config))
+
+
+def test_dpo_with_qlora_uses_the_4bit_base_as_reference(make_cfg, tiny_llama_64, toy_pairs):
+    from lft.checks import bitsandbytes_problem
+
+    if bitsandbytes_problem(4):
+        pytest.skip(f"bitsandbytes cannot run here: {bitsandbytes_problem(4)}")
+    cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_llama_64}", "strategy=qlora", "optimizer.lr=3e-2",
+                    "scheduler=constant", "data.max_length=32", "data.max_prompt_length=16")
+    # No validation before fit: on CPU, a 4-bit model evaluated under inference_mode stops learning afterwards
+    # (lora_B stays 0, for any loss; a bitsandbytes/Lightning interaction outside DPO, seen here, not fixed here).
+    module, task, _, _, after = _fit(cfg, epochs=2, validate_before=False)
+    assert task.reference is None  # the reference is the 4-bit base with the adapter off
+    assert after["val/reward_margin"] > 0 and after["val/preference_accuracy"] > 0.5
