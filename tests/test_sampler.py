@@ -56,3 +56,13 @@ def test_length_grouping_cuts_padding_and_keeps_every_row():
     assert grouped == again, "reproducible under the seed"
     longest_first = sorted(grouped, key=lambda b: -max(lengths[i] for i in b))
     assert grouped != longest_first, "batches stay shuffled"
+
+
+def test_row_lengths_of_preference_pairs_take_the_longer_answer():
+    from datasets import Dataset
+
+    from lft.data.datamodule import row_lengths
+
+    pairs = Dataset.from_dict({"chosen_input_ids": [[1, 2, 3], [1]], "rejected_input_ids": [[1], [1, 2]]})
+    assert row_lengths(pairs) == [3, 2]
+    assert row_lengths(Dataset.from_dict({"input_ids": [[1, 2], [1]]})) == [2, 1]

@@ -21,6 +21,9 @@ def check_config(cfg) -> None:
         raise ConfigError(f"precision={precision}: fp16 needs a CUDA GPU; on CPU use precision=bf16 or precision=fp32.")
     if cfg.trainer.get("accelerator") == "gpu" and not torch.cuda.is_available():
         raise ConfigError("trainer.accelerator=gpu but no CUDA GPU is visible; use trainer=cpu or trainer.accelerator=auto.")
+    if cfg.strategy.name == "distill" and cfg.data.get("task") in ("dpo", "reward"):
+        raise ConfigError(f"strategy=distill with data.task={cfg.data.task}: distillation follows a teacher's "
+                          "outputs per example, not preference pairs; use strategy=lora, qlora, full or freeze.")
     check_quantization(cfg)
 
 

@@ -40,6 +40,8 @@ def evaluate(cfg: DictConfig) -> dict:
     task = build_task(cfg.data, cfg.model)
     datamodule = task.encode(tokenizer, cfg.seed)
     model = load_trained_model(task, cfg.model, run)
+    if run is None and hasattr(task, "policy_is_reference"):
+        task.policy_is_reference = True  # DPO: a base model is its own reference (implicit rewards 0, one forward)
     model.eval()
     module = FineTuneModule(model, task, optimizer=None, scheduler_cfg=None)
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,

@@ -25,6 +25,7 @@ from lft.models import load_tokenizer
 from lft.run_folder import load_run_config, load_trained_model
 from lft.tasks import build_task
 from lft.tasks.causal_lm import CausalLMTask
+from lft.tasks.preference import DpoTask
 
 log = logging.getLogger("lft")
 KEYS = ("run", "model", "data", "prompt", "prompts", "format", "max_new_tokens", "num_beams", "do_sample",
@@ -71,6 +72,8 @@ def read_prompts(args: dict) -> list[dict | str]:
 def prompt_ids(item: dict | str, task, tokenizer, fmt: str) -> list[int]:
     """Format one prompt the way the task formatted training prompts."""
     data = task.cfg
+    if isinstance(task, DpoTask) and fmt != "raw":  # a preference run: its prompts in the pairs' (chat) format
+        return task.prompt_ids(tokenizer, item if isinstance(item, str) else str(item.get("prompt", "")))
     if fmt == "raw" or (isinstance(task, CausalLMTask) and task.raw_text):
         return tokenizer(item if isinstance(item, str) else json.dumps(item))["input_ids"]
     chat = isinstance(task, CausalLMTask) and chat_enabled(data.get("chat_template", "auto"), tokenizer)
@@ -93,7 +96,7 @@ def generate(args: dict) -> list[str]:
             settings[key] = cast(args[key])
     if "do_sample" in args:
         settings["do_sample"] = args["do_sample"].lower() in ("1", "true", "yes")
-    generator = Generator(tokenizer, OmegaConf.create(settings), decoder_only=isinstance(task, CausalLMTask))
+    generator = Generator(tokenizer, OmegaConf.create(settings), decoder_only=isinstance(task, (CausalLMTask, DpoTask)))
     items = read_prompts(args)
     return generator.generate(model, [prompt_ids(item, task, tokenizer, args["format"]) for item in items])
 

@@ -13,6 +13,14 @@ from torch.utils.data import DataLoader, DistributedSampler
 from lft.data.sampler import ResumableBatchSampler
 
 
+def row_lengths(split) -> list[int]:
+    """Tokens per row: input_ids, or for preference pairs the longer answer's sequence."""
+    if "input_ids" in split.column_names:
+        return [len(ids) for ids in split["input_ids"]]
+    columns = [c for c in split.column_names if c.endswith("input_ids")]
+    return [max(len(ids) for ids in row) for row in zip(*(split[c] for c in columns), strict=True)]
+
+
 class EncodedDataModule(L.LightningDataModule):
     def __init__(self, splits: DatasetDict, collate_fn, batch_size: int, eval_batch_size: int, num_workers: int = 0,
                  *, seed: int = 0, group_by_length: bool = False):
@@ -34,7 +42,7 @@ class EncodedDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         train = self.splits["train"]
         world_size, rank = self._world()
-        lengths = [len(ids) for ids in train["input_ids"]] if self.group_by_length else None
+        lengths = row_lengths(train) if self.group_by_length else None
         self.train_sampler = ResumableBatchSampler(len(train), self.batch_size, self.seed, lengths=lengths,
                                                    num_replicas=world_size, rank=rank)
         if self._resume_at is not None:

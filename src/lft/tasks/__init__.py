@@ -15,15 +15,19 @@ Every task offers the same small surface, used by train() and the Lightning modu
   seq2seq          template(source columns) -> target text        Seq2SeqTask on encoder-decoders (T5, BART),
                                                                   CausalLMTask (prompt mode) on decoder-only LMs
   causal_lm        raw text, chunked into blocks                  CausalLMTask (raw-text mode), decoders only
+  dpo              (prompt, chosen, rejected) -> policy            DpoTask (sigmoid DPO, IPO, SimPO), decoders
+  reward           (prompt, chosen, rejected) -> one score         RewardTask (Bradley-Terry), encoder or decoder
 So one data config (e.g. `dialogsum`) trains flan-T5 and SmolLM2 alike; decoders read the same template.
 """
 
 from lft.errors import ConfigError
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.classification import ClassificationTask
+from lft.tasks.preference import DpoTask, RewardTask
 from lft.tasks.seq2seq import Seq2SeqTask
 
-TASKS = {"classification": ClassificationTask, "seq2seq": Seq2SeqTask, "causal_lm": CausalLMTask}
+TASKS = {"classification": ClassificationTask, "seq2seq": Seq2SeqTask, "causal_lm": CausalLMTask,
+         "dpo": DpoTask, "reward": RewardTask}
 
 
 def build_task(data_cfg, model_cfg=None):
