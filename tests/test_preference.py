@@ -138,7 +138,7 @@ def toy_pairs(tmp_path_factory) -> str:
     return str(path)
 
 
-def _fit(cfg, epochs: int, validate_before: bool = True):
+def _fit(cfg, epochs: int):
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
     dm = task.encode(tokenizer, cfg.seed)
@@ -148,7 +148,7 @@ def _fit(cfg, epochs: int, validate_before: bool = True):
     module = FineTuneModule(model, task, instantiate(cfg.optimizer), cfg.scheduler)
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
-    before = trainer.validate(module, dataloaders=dm.train_dataloader(), verbose=False)[0] if validate_before else None
+    before = trainer.validate(module, dataloaders=dm.train_dataloader(), verbose=False)[0]
     trainer.fit(module, train_dataloaders=dm.train_dataloader())
     after = trainer.validate(module, dataloaders=dm.train_dataloader(), verbose=False)[0]
     return module, task, dm, before, after
@@ -316,8 +316,7 @@ def test_dpo_with_qlora_uses_the_4bit_base_as_reference(make_cfg, tiny_llama_64,
         pytest.skip(f"bitsandbytes cannot run here: {bitsandbytes_problem(4)}")
     cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_llama_64}", "strategy=qlora", "optimizer.lr=3e-2",
                     "scheduler=constant", "data.max_length=32", "data.max_prompt_length=16")
-    # No validation before fit: on CPU, a 4-bit model evaluated under inference_mode stops learning afterwards
-    # (lora_B stays 0, for any loss; a bitsandbytes/Lightning interaction outside DPO, seen here, not fixed here).
-    module, task, _, _, after = _fit(cfg, epochs=2, validate_before=False)
+    # Validation first: bitsandbytes repacks 4-bit CPU weights in eval mode; training must go on after it.
+    module, task, _, _, after = _fit(cfg, epochs=2)
     assert task.reference is None  # the reference is the 4-bit base with the adapter off
     assert after["val/reward_margin"] > 0 and after["val/preference_accuracy"] > 0.5

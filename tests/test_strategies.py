@@ -152,3 +152,21 @@ def test_unknown_lora_target_and_bias(make_cfg, tiny_bert):
     cfg, model, task = _model_and_task(make_cfg, tiny_bert, "strategy=dora", "strategy.bias=some")
     with pytest.raises(ConfigError, match="strategy.bias='some'"):
         apply_strategy(model, cfg.strategy, task)
+
+
+def test_qlora_keeps_training_after_an_evaluation_pass(make_cfg, tiny_bert_64):
+    """bitsandbytes repacks 4-bit weights for CPU inference on the first eval-mode forward; training must go on."""
+    if bitsandbytes_problem(4):
+        pytest.skip(f"bitsandbytes cannot run here: {bitsandbytes_problem(4)}")
+    cfg, model, task = _model_and_task(make_cfg, tiny_bert_64, "strategy=qlora")
+    model, task = apply_strategy(model, cfg.strategy, task)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param)  # non-zero, so gradients reach lora_A too
+    model.eval()
+    with torch.inference_mode():
+        model(input_ids=torch.randint(1000, 2000, (2, 12)))
+    model.train()
+    trainable, changed = _one_step(model, task)
+    assert changed and all("lora_" in n or "classifier" in n or "score" in n for n in trainable)
+    assert any("lora_A" in n for n in changed) and any("lora_B" in n for n in changed)

@@ -66,6 +66,25 @@ def _check_prompt_learning(cfg, task):
         raise ConfigError(f"strategy.num_virtual_tokens={cfg.num_virtual_tokens} must be at least 1.")
 
 
+def keep_4bit_weights_trainable(model) -> None:
+    """bitsandbytes (0.50) repacks a 4-bit weight for its AVX512-BF16 CPU kernel the first time the layer runs
+    in eval mode, and never unpacks it: training after a validation pass then fails or stops learning. Unpack
+    before the next training forward (evaluation keeps the fast packed kernel)."""
+    try:
+        from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse as unpack
+    except ImportError:  # a bitsandbytes without the CPU repacking
+        return
+
+    def unpack_for_training(module, args):
+        state = getattr(module.weight, "quant_state", None)
+        if module.training and getattr(state, "packing_format_for_cpu", False):
+            module.weight.data, module.weight.quant_state = unpack(module.weight.data, state)
+
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.register_forward_pre_hook(unpack_for_training)
+
+
 def _check_takes_past_key_values(model, cfg):
     """Prefix tuning feeds its prefixes as past key values; recent transformers dropped them from encoders (BERT)."""
     backbone = getattr(model, getattr(model, "base_model_prefix", ""), model)
@@ -108,6 +127,7 @@ def apply(model, cfg, task):
         # The seed guide's post-processing: freeze, cast norms and other small fp16/bf16 weights to fp32.
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing,
                                                 gradient_checkpointing_kwargs={"use_reentrant": False})
+        keep_4bit_weights_trainable(model)
     if checkpointing:
         # Frozen embeddings: the first checkpointed block still needs an input that requires grad.
         model.enable_input_require_grads()
