@@ -111,15 +111,25 @@ def tiny_gpt2(tmp_path_factory) -> str:
     return _save_tiny(tmp_path_factory, "tiny_gpt2", GPT2LMHeadModel(config))
 
 
-@pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory) -> str:
+def _tiny_llama(tmp_path_factory, width: int) -> str:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = _tiny_tokenizer()
-    config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                          bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
-    return _save_tiny(tmp_path_factory, "tiny_llama", LlamaForCausalLM(config))
+    return _save_tiny(tmp_path_factory, f"tiny_llama_{width}", LlamaForCausalLM(config))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> str:
+    return _tiny_llama(tmp_path_factory, 32)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_64(tmp_path_factory) -> str:
+    """tiny_llama 64 wide: bitsandbytes' CPU 4-bit kernels need in_features >= their 64-value block."""
+    return _tiny_llama(tmp_path_factory, 64)
 
 
 @pytest.fixture(scope="session")

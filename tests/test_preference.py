@@ -295,20 +295,6 @@ def test_distillation_of_pairs_is_refused_before_loading(make_cfg, toy_pairs):
         check_config(_pair_cfg(make_cfg, toy_pairs, "strategy=distill"))
 
 
-@pytest.fixture(scope="session")
-def tiny_llama_64(tmp_path_factory) -> str:
-    """tiny_llama 64 wide: bitsandbytes' CPU 4-bit kernels need in_features >= their 64-value block."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from tests.conftest import _save_tiny, _tiny_tokenizer
-
-    tok = _tiny_tokenizer()
-    config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
-    return _save_tiny(tmp_path_factory, "tiny_llama_64", LlamaForCausalLM(config))
-
-
 def test_dpo_with_qlora_uses_the_4bit_base_as_reference(make_cfg, tiny_llama_64, toy_pairs):
     from lft.checks import bitsandbytes_problem
 
