@@ -156,7 +156,7 @@ REFUSALS = [
     refusal("k-bit-under-fsdp", "trainer=fsdp", "strategy=qlora",
             match=r"with fsdp: the engine cannot shard bitsandbytes k-bit weights", fast=False),
     refusal("dpo-unknown-loss-variant", "data=hh_rlhf_harmless", "data.path={data}", "model.name_or_path={gpt2}",
-            "data.preference.loss=kto", match=r"data\.preference\.loss='kto' must be one of sigmoid, ipo, simpo"),
+            "data.preference.loss=kto", match=r"data\.preference\.loss='kto': choose one of sigmoid, ipo, simpo"),
     # --- run folders ---
     refusal("output-folder-holds-a-run", "paths.output_dir={data}/old_run", files={"old_run/config.yaml": "seed: 1\n"},
             match=r"old_run already holds a run; runs never overwrite each other"),

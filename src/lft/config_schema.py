@@ -151,8 +151,6 @@ SETTINGS = [
     Setting("data.chat_template", one_of("auto", True, False), "auto"),
     Setting("data.train_on_inputs", BOOL, "false"),
     Setting("data.group_by_length", BOOL, "true"),
-    Setting("data.preference.loss", one_of("sigmoid", "ipo", "simpo"), "sigmoid"),
-    Setting("data.preference.beta", number(0, low_open=True), "0.1"),
     Setting("data.max_bad_fraction", number(0, 1, high_open=False), "0.05"),
     Setting("callbacks.last_checkpoint.every_n_steps", integer(0), "50"),
     Setting("data.generate.max_new_tokens", integer(1), "64"),
