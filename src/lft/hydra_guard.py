@@ -6,7 +6,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
-from lft.resume import is_run_folder, requeued
+from lft.errors import ConfigError
+from lft.resume import check_fresh_folder, requeued
 
 
 class RunFolderGuard(Callback):
@@ -14,7 +15,10 @@ class RunFolderGuard(Callback):
         if config.get("resume") or rank_zero_only.rank != 0:  # DDP's other ranks rerun the command in it
             return
         run_dir = Path(str(config.hydra.run.dir))
-        if is_run_folder(run_dir) and not requeued(run_dir):
-            print(f"Error: {run_dir} already holds a run; runs never overwrite each other. Pick another "
-                  f"hydra.run.dir, or continue that run with resume={run_dir}.", file=sys.stderr)
-            raise SystemExit(2)
+        if requeued(run_dir):
+            return
+        try:
+            check_fresh_folder(run_dir)
+        except ConfigError as err:  # Hydra's logging is not set up yet
+            print(f"Error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None

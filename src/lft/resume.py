@@ -28,6 +28,13 @@ def is_run_folder(path: Path) -> bool:
     return any((Path(path) / marker).exists() for marker in RUN_MARKERS)
 
 
+def check_fresh_folder(run_dir: Path) -> None:
+    """A new run never writes into a folder that holds another run."""
+    if is_run_folder(run_dir):
+        raise ConfigError(f"{run_dir} already holds a run; runs never overwrite each other. Pick another "
+                          f"hydra.run.dir, or continue that run with resume={run_dir}.")
+
+
 def last_checkpoint(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "last.ckpt"
 

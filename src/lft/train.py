@@ -26,7 +26,7 @@ from lft.errors import ConfigError
 from lft.loggers import build_loggers, finish_loggers
 from lft.models import load_tokenizer
 from lft.module import FineTuneModule
-from lft.resume import check_resumable, is_run_folder, last_checkpoint, requeued, resume_config
+from lft.resume import check_fresh_folder, check_resumable, last_checkpoint, requeued, resume_config
 from lft.run_folder import save_config, save_manifest, save_metrics, save_weights
 from lft.strategies import apply_strategy, strategy_callbacks
 from lft.strategies.params import count_parameters
@@ -111,9 +111,8 @@ def prepare_run_folder(run_dir: Path, resume) -> None:
         return
     if resume:
         check_resumable(Path(resume))
-    elif is_run_folder(run_dir):
-        raise ConfigError(f"{run_dir} already holds a run; runs never overwrite each other. Pick another "
-                          f"hydra.run.dir, or continue that run with resume={run_dir}.")
+    else:
+        check_fresh_folder(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write_test"
