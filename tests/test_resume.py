@@ -45,11 +45,15 @@ def trainable_weights(run: Path) -> dict:
     return torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
 
 
-def assert_same_run(resumed: Path, reference: Path) -> None:
+def assert_same_weights(resumed: Path, reference: Path) -> None:
     a, b = trainable_weights(resumed), trainable_weights(reference)
     assert a.keys() == b.keys() and len(a) > 0
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst <= 1e-6, f"weights differ by {worst}"
+
+
+def assert_same_run(resumed: Path, reference: Path) -> None:
+    assert_same_weights(resumed, reference)
     ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (resumed, reference))
     assert ma["optimizer_steps"] == mb["optimizer_steps"] == 30
     for key in ("val/loss", "test/loss", "test/accuracy", "train/loss"):
@@ -220,3 +224,16 @@ def test_a_crash_while_writing_keeps_the_previous_checkpoint(make_cfg, tiny_bert
         save_atomically(CrashMidWrite(logger=False, enable_progress_bar=False), last)
     assert last.read_bytes() == before
     torch.load(last, weights_only=True)  # still a whole checkpoint
+
+
+def test_training_longer_equals_training_that_long_from_the_start(make_cfg, tiny_bert, tmp_path):
+    """A run resumed at an epoch's end trains the next epoch on that epoch's own order (not the last one's)."""
+    args = [f"model.name_or_path={tiny_bert}", "scheduler=constant", "model.dropout=0.0"]
+    straight = make_cfg(*args, out="straight")
+    straight.trainer.max_epochs = 2  # make_cfg caps runs at one epoch
+    train(straight)
+    short = make_cfg(*args, out="short")
+    train(short)
+    metrics = train(resume_config(short.paths.output_dir, ["trainer.max_epochs=2"]))
+    assert metrics["optimizer_steps"] == 8
+    assert_same_weights(Path(short.paths.output_dir), Path(straight.paths.output_dir))

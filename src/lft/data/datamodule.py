@@ -44,13 +44,17 @@ class EncodedDataModule(L.LightningDataModule):
         world_size, rank = self._world()
         lengths = row_lengths(train) if self.group_by_length else None
         self.train_sampler = ResumableBatchSampler(len(train), self.batch_size, self.seed, lengths=lengths,
-                                                   num_replicas=world_size, rank=rank)
+                                                   num_replicas=world_size, rank=rank,
+                                                   current_epoch=self._trainer_epoch)
         if self._resume_at is not None:
             self.train_sampler.resume_at(*self._resume_at)
             self._resume_at = None
         return DataLoader(train, batch_sampler=self.train_sampler, collate_fn=self.collate_fn,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           generator=self._own_generator())
+
+    def _trainer_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else self.train_sampler.epoch
 
     def _eval_loader(self, split: str) -> DataLoader:
         world_size, rank = self._world()

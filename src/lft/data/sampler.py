@@ -25,7 +25,8 @@ def random_order(n: int) -> Callable[[torch.Generator, int], list[int]]:
 class ResumableBatchSampler:
     def __init__(self, num_rows: int, batch_size: int, seed: int, *, shuffle: bool = True,
                  lengths: Sequence[int] | None = None, num_replicas: int = 1, rank: int = 0,
-                 order: Callable[[torch.Generator, int], list[int]] | None = None):
+                 order: Callable[[torch.Generator, int], list[int]] | None = None,
+                 current_epoch: Callable[[], int] | None = None):
         self.num_rows = num_rows
         self.batch_size = batch_size
         self.seed = seed
@@ -35,6 +36,9 @@ class ResumableBatchSampler:
         self.rank = rank
         self.order = order or random_order(num_rows)
         self.epoch = 0
+        # The trainer's epoch, read when an epoch's iteration starts: Lightning's set_epoch lags one epoch behind
+        # after a resume at an epoch's end, which would replay the previous epoch's order.
+        self.current_epoch = current_epoch
         self._skip: tuple[int, int] | None = None  # (epoch, batches) to skip once, set by resume_at
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
@@ -71,7 +75,7 @@ class ResumableBatchSampler:
         return [i for b in order for i in batches[b]] + partial
 
     def __iter__(self):
-        epoch = self.epoch
+        epoch = self.current_epoch() if self.current_epoch else self.epoch
         skip = 0
         if self._skip is not None and self._skip[0] == epoch:
             skip = self._skip[1]
