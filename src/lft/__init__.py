@@ -30,6 +30,10 @@ def _run_dir(resume, fresh: str) -> str:
     return str(Path(fresh).parent / f"slurm-{job}") if job else fresh
 
 
+# `precision=auto`: bf16 autocast where the hardware gains from it (lft/precision.py).
+if not OmegaConf.has_resolver("lft_auto_precision"):
+    OmegaConf.register_new_resolver("lft_auto_precision", lambda: __import__("lft.precision").precision.auto_precision())
+
 if not OmegaConf.has_resolver("lft_run_dir"):
     OmegaConf.register_new_resolver("lft_run_dir", _run_dir, use_cache=True)
 

@@ -10,6 +10,7 @@ from lft.scale import check_engine
 from lft.schedulers import lr_lambda
 
 GPU_ONLY_PRECISION = ("16-mixed", "16-true")
+GENERATED_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu")
 
 
 def check_config(cfg) -> None:
@@ -24,6 +25,14 @@ def check_config(cfg) -> None:
     if cfg.strategy.name == "distill" and cfg.data.get("task") in ("dpo", "reward"):
         raise ConfigError(f"strategy=distill with data.task={cfg.data.task}: distillation follows a teacher's "
                           "outputs per example, not preference pairs; use strategy=lora, qlora, full or freeze.")
+    gen = cfg.data.get("generate") or {}
+    if str(cfg.monitor.metric).removeprefix("val/") in GENERATED_METRICS and gen and not gen.get("val_samples"):
+        raise ConfigError(f"monitor.metric={cfg.monitor.metric} is scored on generated text, but "
+                          "data.generate.val_samples=0 generates none in validation; set data.generate.val_samples "
+                          "above 0, or follow the loss: data.monitor.metric=val/loss data.monitor.mode=min.")
+    if cfg.data.get("packing") and cfg.strategy.name in ("prefix_tuning", "prompt_tuning"):
+        raise ConfigError(f"data.packing=true with strategy={cfg.strategy.name}: the virtual tokens it adds would be "
+                          "shared by every packed document; set data.packing=false.")
     check_quantization(cfg)
 
 

@@ -8,6 +8,7 @@ import torch
 from transformers import DataCollatorForSeq2Seq
 
 from lft.errors import ConfigError
+from lft.losses.causal import causal_lm_loss
 from lft.metrics import collection, generation_metrics, perplexity_metrics, update_generation
 
 # Row fields that ride along in evaluation batches but are not model inputs.
@@ -115,7 +116,7 @@ def evaluate_text(model, batch: dict, metrics, generator, shifted: bool) -> torc
     shifted: decoder-only labels are shifted inside the model, so their first position predicts nothing.
     """
     inputs, fields = split_fields(batch)
-    loss = model(**inputs).loss
+    loss = causal_lm_loss(model, inputs) if shifted else model(**inputs).loss
     labels = inputs["labels"][:, 1:] if shifted else inputs["labels"]
     metrics["perplexity"].update(loss, (labels != -100).sum())
     generator.evaluate(model, inputs, fields, metrics)

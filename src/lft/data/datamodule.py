@@ -23,10 +23,11 @@ def row_lengths(split) -> list[int]:
 
 class EncodedDataModule(L.LightningDataModule):
     def __init__(self, splits: DatasetDict, collate_fn, batch_size: int, eval_batch_size: int, num_workers: int = 0,
-                 *, seed: int = 0, group_by_length: bool = False):
+                 *, seed: int = 0, group_by_length: bool = False, train_collate_fn=None):
         super().__init__()
         self.splits = splits
         self.collate_fn = collate_fn
+        self.train_collate_fn = train_collate_fn or collate_fn  # e.g. packing, which evaluation does not use
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -49,7 +50,7 @@ class EncodedDataModule(L.LightningDataModule):
         if self._resume_at is not None:
             self.train_sampler.resume_at(*self._resume_at)
             self._resume_at = None
-        return DataLoader(train, batch_sampler=self.train_sampler, collate_fn=self.collate_fn,
+        return DataLoader(train, batch_sampler=self.train_sampler, collate_fn=self.train_collate_fn,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           generator=self._own_generator())
 

@@ -35,8 +35,14 @@ def build_task(data_cfg, model_cfg=None):
     if name not in TASKS:
         raise ConfigError(f"data.task={name!r} is unknown; choose one of {', '.join(TASKS)}.")
     if name in ("seq2seq", "causal_lm") and model_cfg is not None:
-        return _generative_task(name, data_cfg, model_cfg)
-    return TASKS[name](data_cfg)
+        task = _generative_task(name, data_cfg, model_cfg)
+    else:
+        task = TASKS[name](data_cfg)
+    if data_cfg.get("packing") and not isinstance(task, CausalLMTask):
+        raise ConfigError(f"data.packing=true packs text for decoder-only LMs (data.task=seq2seq on a decoder, or "
+                          f"causal_lm); it does not apply to {type(task).__name__}. Set data.packing=false "
+                          "(data.group_by_length=true cuts padding there).")
+    return task
 
 
 def _generative_task(name: str, data_cfg, model_cfg):

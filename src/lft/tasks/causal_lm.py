@@ -17,11 +17,13 @@ from torch import nn
 from transformers import AutoModelForCausalLM
 
 from lft.data.datamodule import EncodedDataModule
+from lft.data.packing import PackingCollator, check_packing_isolates
 from lft.data.pairs import limit_long_targets, load_pairs, reference_columns, row_references, row_target
 from lft.data.sources import load_splits, require_columns
 from lft.data.templates import PromptBuilder, chat_enabled, get_template
 from lft.errors import ConfigError
 from lft.generation import EvalCollator, Generator, evaluate_text, split_fields, text_metrics
+from lft.losses.causal import causal_lm_loss
 from lft.models import load_pretrained
 from lft.tasks.seq2seq import gen_limit
 
@@ -44,9 +46,10 @@ class CausalLMTask:
         tokenizer.padding_side = "right"  # prompt lengths index right-padded batches; generation left-pads itself
         encoded = self._encode_raw(tokenizer, seed) if self.raw_text else self._encode_prompts(tokenizer, seed)
         cfg = self.cfg
+        packing = PackingCollator(tokenizer.pad_token_id) if cfg.get("packing") else None
         return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
-                                 cfg.get("num_workers", 0),
-                                 seed=seed, group_by_length=cfg.get("group_by_length", False))
+                                 cfg.get("num_workers", 0), seed=seed,
+                                 group_by_length=cfg.get("group_by_length", True), train_collate_fn=packing)
 
     def prompt_builder(self, tokenizer) -> PromptBuilder:
         cfg = self.cfg
@@ -120,6 +123,8 @@ class CausalLMTask:
             model.config.pad_token_id = model.config.eos_token_id
         if model.generation_config is not None and model.generation_config.pad_token_id is None:
             model.generation_config.pad_token_id = model.config.pad_token_id
+        if self.cfg.get("packing"):
+            check_packing_isolates(model, model.config.vocab_size)
         return model
 
     def head_modules(self, model) -> list[str]:
@@ -130,7 +135,7 @@ class CausalLMTask:
         return text_metrics(self.generator)
 
     def loss(self, model, batch) -> torch.Tensor:
-        return model(**split_fields(batch)[0]).loss
+        return causal_lm_loss(model, split_fields(batch)[0])
 
     def evaluate(self, model, batch, metrics) -> torch.Tensor:
         return evaluate_text(model, batch, metrics, self.generator, shifted=True)

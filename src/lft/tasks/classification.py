@@ -50,7 +50,7 @@ class ClassificationTask:
                              desc="Tokenizing")
         collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
         return EncodedDataModule(encoded, collate, cfg.batch_size, cfg.eval_batch_size, cfg.get("num_workers", 0),
-                                 seed=seed, group_by_length=cfg.get("group_by_length", False))
+                                 seed=seed, group_by_length=cfg.get("group_by_length", True))
 
     def _label_ids(self, splits) -> dict[str, int]:
         """Map raw label values (names, or integer ids) to ids; reject values outside the label set."""

@@ -88,7 +88,7 @@ class _PairTask:
         encoded = encode_pairs(cfg, load_preference_splits(cfg, seed), encoder, to_features)
         return EncodedDataModule(encoded, PairCollator(tokenizer.pad_token_id), cfg.batch_size, cfg.eval_batch_size,
                                  cfg.get("num_workers", 0), seed=seed,
-                                 group_by_length=cfg.get("group_by_length", False))
+                                 group_by_length=cfg.get("group_by_length", True))
 
     def evaluate(self, model, batch, metrics) -> torch.Tensor:
         loss, chosen, rejected, extra = self.forward(model, batch)

@@ -52,7 +52,7 @@ class Seq2SeqTask:
         encoded = limit_long_targets(cfg, type(splits)({s: encode_split(s, ds) for s, ds in splits.items()}))
         return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
                                  cfg.get("num_workers", 0),
-                                 seed=seed, group_by_length=cfg.get("group_by_length", False))
+                                 seed=seed, group_by_length=cfg.get("group_by_length", True))
 
     def prompt_builder(self, tokenizer) -> PromptBuilder:
         template = get_template(self.cfg.get("template"), self.cfg.get("source_column"))
