@@ -26,6 +26,7 @@ from lft.errors import ConfigError
 from lft.loggers import build_loggers, finish_loggers
 from lft.models import load_tokenizer
 from lft.module import FineTuneModule
+from lft.resources import peak_memory_mb
 from lft.resume import check_fresh_folder, check_resumable, last_checkpoint, requeued, resume_config
 from lft.run_folder import save_config, save_manifest, save_metrics, save_weights
 from lft.strategies import apply_strategy, strategy_callbacks
@@ -83,6 +84,7 @@ def train(cfg: DictConfig) -> dict:
         "optimizer_steps": trainer.global_step,
         "trainable_params": trainable,
         "total_params": total,
+        **peak_memory_mb(),
         **{k: float(v) for k, v in trainer.callback_metrics.items()},
     }
     if resume:
