@@ -16,6 +16,7 @@ from datasets import DatasetDict
 from torch import nn
 from transformers import AutoModelForCausalLM
 
+from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule
 from lft.data.pairs import (
     eval_fields,
@@ -47,7 +48,7 @@ class CausalLMTask:
         self.prompts: PromptBuilder | None = None  # lft.generate reuses it to format user prompts
 
     # --- data ---------------------------------------------------------------------------------
-    def encode(self, tokenizer, seed: int) -> EncodedDataModule:
+    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> EncodedDataModule:
         tokenizer.padding_side = "right"  # prompt lengths index right-padded batches; generation left-pads itself
         cfg = self.cfg
         if self.raw_text:
@@ -56,7 +57,8 @@ class CausalLMTask:
             self.prompts = self.prompt_builder(tokenizer)
             log.info("Prompt format: %s", "chat template" if self.prompts.chat else "plain template")
             self.generator = Generator(tokenizer, cfg.get("generate"), decoder_only=True)
-        encoded = self._tokenize(tokenizer, seed)
+        encoded, _ = cached_encoding(lambda: (self._tokenize(tokenizer, seed), {}), task=type(self).__name__,
+                                     data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir)
         return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
                                  cfg.get("num_workers", 0),
                                  seed=seed, group_by_length=cfg.get("group_by_length", False))

@@ -9,6 +9,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
+from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule
 from lft.data.sources import load_splits, require_columns
 from lft.errors import ConfigError
@@ -30,9 +31,10 @@ class ClassificationTask:
         return len(self.label_names)
 
     # --- data ---------------------------------------------------------------------------------
-    def encode(self, tokenizer, seed: int) -> EncodedDataModule:
+    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> EncodedDataModule:
         cfg = self.cfg
-        encoded, metadata = self._tokenize(tokenizer, seed)
+        encoded, metadata = cached_encoding(lambda: self._tokenize(tokenizer, seed), task=type(self).__name__,
+                                            data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir)
         self.label_names = metadata["label_names"]  # from the data when the config names none
         collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
         return EncodedDataModule(encoded, collate, cfg.batch_size, cfg.eval_batch_size, cfg.get("num_workers", 0),

@@ -9,6 +9,7 @@ from datasets import DatasetDict
 from torch import nn
 from transformers import AutoModelForSeq2SeqLM
 
+from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule
 from lft.data.pairs import (
     eval_fields,
@@ -32,11 +33,12 @@ class Seq2SeqTask:
         self.generator: Generator | None = None
 
     # --- data ---------------------------------------------------------------------------------
-    def encode(self, tokenizer, seed: int) -> EncodedDataModule:
+    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> EncodedDataModule:
         cfg = self.cfg
         prompts = self.prompt_builder(tokenizer)
         self.generator = Generator(tokenizer, cfg.get("generate"), decoder_only=False)
-        encoded = self._tokenize(tokenizer, seed, prompts)
+        encoded, _ = cached_encoding(lambda: (self._tokenize(tokenizer, seed, prompts), {}), task=type(self).__name__,
+                                     data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir)
         return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
                                  cfg.get("num_workers", 0),
                                  seed=seed, group_by_length=cfg.get("group_by_length", False))
