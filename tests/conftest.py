@@ -156,6 +156,18 @@ def pairs_data(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_in_tmp(tmp_path_factory):
+    """`python -m lft.train` subprocesses (CLI tests) read paths.cache_dir from LFT_CACHE: never ~/.cache here."""
+    previous = os.environ.get("LFT_CACHE")
+    os.environ["LFT_CACHE"] = str(tmp_path_factory.mktemp("lft_cache"))
+    yield
+    if previous is None:
+        del os.environ["LFT_CACHE"]
+    else:
+        os.environ["LFT_CACHE"] = previous
+
+
 @pytest.fixture
 def make_cfg(tmp_path):
     """Compose conf/<config>.yaml (train, evaluate) with overrides, writing into tmp_path, sized for seconds on a CPU."""

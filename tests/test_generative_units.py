@@ -79,6 +79,20 @@ def test_prompt_is_shortened_to_the_source_limit(make_cfg, tiny_gpt2, pairs_data
     assert len(ids) <= 20 and text.endswith("Summary:")  # the template's tail survives
 
 
+@pytest.mark.parametrize("chat", [False, True])
+def test_batched_prompt_ids_equal_row_by_row(tiny_gpt2, chat):
+    """build_ids tokenizes many rows in one call; rows over the budget still take build()'s shortening."""
+    tokenizer = load_tokenizer(OmegaConf.create({"name_or_path": tiny_gpt2}))
+    if chat:
+        tokenizer.chat_template = "{% for m in messages %}[CLS] {{ m['content'] }} [SEP]{% endfor %}"
+    builder = PromptBuilder(get_template("Summarize:\n{dialogue}\nSummary:", None), tokenizer, 20, chat=chat,
+                            decoder=True)
+    rows = [{"dialogue": "word " * n} for n in (1, 3, 40, 0, 100)]
+    batched = builder.build_ids(rows)
+    assert batched == [builder.build(row)[1] for row in rows]
+    assert len(builder.ids(builder.text(rows[-1]))) > 20 >= max(map(len, batched))  # the long rows were shortened
+
+
 def test_alpaca_template_without_input():
     alpaca = TEMPLATES["alpaca"]
     assert "### Input" not in alpaca.render({"instruction": "Name a colour.", "input": ""})

@@ -152,6 +152,7 @@ SETTINGS = [
     Setting("data.train_on_inputs", BOOL, "false"),
     Setting("data.group_by_length", BOOL, "true"),
     Setting("data.packing", BOOL, "true"),
+    Setting("data.cache", BOOL, "false"),
     Setting("data.max_bad_fraction", number(0, 1, high_open=False), "0.05"),
     Setting("callbacks.last_checkpoint.every_n_steps", integer(0), "50"),
     Setting("data.generate.max_new_tokens", integer(1), "64"),

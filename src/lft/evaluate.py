@@ -38,7 +38,7 @@ def evaluate(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
-    datamodule = task.encode(tokenizer, cfg.seed)
+    datamodule = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.get("cache_dir"))
     model = load_trained_model(task, cfg.model, run)
     if run is None and hasattr(task, "policy_is_reference"):
         task.policy_is_reference = True  # DPO: a base model is its own reference (implicit rewards 0, one forward)

@@ -49,10 +49,11 @@ def train(cfg: DictConfig) -> dict:
     prepare_run_folder(run_dir, resume)
     L.seed_everything(cfg.seed, workers=True)
 
-    # Data first: bad columns or labels fail before any weights load.
+    # Data first: bad columns or labels fail before any weights load. Tokenized splits are cached under
+    # paths.cache_dir (data.cache), so a second run with the same data and tokenizer skips tokenizing.
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
-    datamodule = task.encode(tokenizer, cfg.seed)
+    datamodule = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.get("cache_dir"))
     # A strategy may swap the task too (distillation wraps its loss with the teacher's).
     model, task = apply_strategy(task.build_model(cfg.model), cfg.strategy, task)
     module = FineTuneModule(model, task, instantiate(cfg.optimizer), cfg.scheduler)

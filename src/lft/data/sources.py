@@ -56,11 +56,12 @@ def _load_hub(hub_id: str, config: str | None) -> dict[str, Dataset]:
 
 
 def _load_local(path, encoding: str) -> dict[str, Dataset]:
-    files = _split_files(path)
+    files = split_files(path)
     return {split: read_data_file(file, encoding) for split, file in files.items()}
 
 
-def _split_files(path) -> dict[str, Path]:
+def split_files(path) -> dict[str, Path]:
+    """{split: file} named by data.path (a folder, one file, or a mapping), each checked to be a file of a known format."""
     if not isinstance(path, str):  # a mapping {split: file}
         files = {split: Path(str(f)).expanduser() for split, f in dict(path).items()}
     else:

@@ -89,10 +89,13 @@ class PromptBuilder:
         return text
 
     def ids(self, text: str) -> list[int]:
+        return self._many_ids([text])[0]
+
+    def _many_ids(self, texts: list[str]) -> list[list[int]]:
         # Chat templates carry their own special tokens; plain prompts get the tokenizer's (BOS for Llama, none for GPT-2).
-        ids = self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"]
+        encoded = self.tokenizer(texts, add_special_tokens=not self.chat)["input_ids"]
         eos = self.tokenizer.eos_token_id
-        return ids[:-1] if self.decoder and ids and eos is not None and ids[-1] == eos else ids
+        return [ids[:-1] if self.decoder and ids and eos is not None and ids[-1] == eos else ids for ids in encoded]
 
     def build(self, row: dict) -> tuple[str, list[int]]:
         text = self.text(row)
@@ -108,6 +111,12 @@ class PromptBuilder:
             text = self.text(row)
             ids = self.ids(text)
         return text, ids[: self.max_tokens]
+
+    def build_ids(self, rows: list[dict]) -> list[list[int]]:
+        """build(row)'s ids for many rows: one batched tokenizer call; only rows over the budget take build()."""
+        ids = self._many_ids([self.text(row) for row in rows])
+        return [self.build(row)[1] if self.max_tokens and len(row_ids) > self.max_tokens else row_ids
+                for row, row_ids in zip(rows, ids, strict=True)]
 
 
 def chat_enabled(setting, tokenizer) -> bool:

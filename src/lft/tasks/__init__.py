@@ -2,7 +2,9 @@
 
 Every task offers the same small surface, used by train() and the Lightning module:
   name, peft_task_type
-  encode(tokenizer, seed) -> EncodedDataModule   load and validate data (before any model loads)
+  encode(tokenizer, seed, cache_dir=None) -> EncodedDataModule
+                                                 load, validate and tokenize data (before any model loads);
+                                                 with cache_dir, tokenized splits come from or go to its cache
   build_model(model_cfg) -> nn.Module
   head_modules(model) -> list[str]               modules a PEFT/freeze strategy keeps trainable
   metrics() -> torchmetrics.MetricCollection

@@ -16,9 +16,17 @@ from datasets import DatasetDict
 from torch import nn
 from transformers import AutoModelForCausalLM
 
+from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule
 from lft.data.packing import PackingCollator, check_packing_isolates
-from lft.data.pairs import limit_long_targets, load_pairs, reference_columns, row_references, row_target
+from lft.data.pairs import (
+    eval_fields,
+    limit_long_targets,
+    load_pairs,
+    map_rows,
+    reference_columns,
+    row_target,
+)
 from lft.data.sources import load_splits, require_columns
 from lft.data.templates import PromptBuilder, chat_enabled, get_template
 from lft.errors import ConfigError
@@ -42,10 +50,17 @@ class CausalLMTask:
         self.prompts: PromptBuilder | None = None  # lft.generate reuses it to format user prompts
 
     # --- data ---------------------------------------------------------------------------------
-    def encode(self, tokenizer, seed: int) -> EncodedDataModule:
+    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> EncodedDataModule:
         tokenizer.padding_side = "right"  # prompt lengths index right-padded batches; generation left-pads itself
-        encoded = self._encode_raw(tokenizer, seed) if self.raw_text else self._encode_prompts(tokenizer, seed)
         cfg = self.cfg
+        if self.raw_text:
+            self.generator = Generator(tokenizer, {}, decoder_only=True)  # raw text has no references to score
+        else:
+            self.prompts = self.prompt_builder(tokenizer)
+            log.info("Prompt format: %s", "chat template" if self.prompts.chat else "plain template")
+            self.generator = Generator(tokenizer, cfg.get("generate"), decoder_only=True)
+        encoded, _ = cached_encoding(lambda: (self._tokenize(tokenizer, seed), {}), task=type(self).__name__,
+                                     data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir)
         packing = PackingCollator(tokenizer.pad_token_id) if cfg.get("packing") else None
         return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
                                  cfg.get("num_workers", 0), seed=seed,
@@ -57,12 +72,12 @@ class CausalLMTask:
         return PromptBuilder(template, tokenizer, cfg.get("max_source_length"),
                              chat=chat_enabled(cfg.get("chat_template", "auto"), tokenizer), decoder=True)
 
+    def _tokenize(self, tokenizer, seed: int) -> DatasetDict:
+        return self._encode_raw(tokenizer, seed) if self.raw_text else self._encode_prompts(tokenizer, seed)
+
     def _encode_prompts(self, tokenizer, seed: int) -> DatasetDict:
-        cfg = self.cfg
+        cfg, prompts = self.cfg, self.prompts
         splits, _ = load_pairs(cfg, seed)
-        self.prompts = prompts = self.prompt_builder(tokenizer)
-        log.info("Prompt format: %s", "chat template" if prompts.chat else "plain template")
-        self.generator = Generator(tokenizer, cfg.get("generate"), decoder_only=True)
         eos = _eos_ids(tokenizer)
         limits = {"validation": gen_limit(cfg, "val_samples"), "test": gen_limit(cfg, "test_samples")}
         train_on_inputs = bool(cfg.get("train_on_inputs", False))
@@ -70,22 +85,25 @@ class CausalLMTask:
         def encode_split(split, ds):
             refs = reference_columns(cfg, ds)
 
-            def tokenize(row, idx):
-                _, prompt = prompts.build(row)
-                response = tokenizer(row_target(cfg, refs, row), add_special_tokens=False)["input_ids"] + eos
-                too_long = len(response) > cfg.max_target_length
-                response = response[: cfg.max_target_length]
-                ids = prompt + response
-                labels = (list(prompt) if train_on_inputs else [IGNORE] * len(prompt)) + response
-                out = {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels,
-                       "prompt_length": len(prompt), "too_long": too_long}
-                if split != "train":
-                    limit = limits[split]
-                    out.update(row=idx, references=row_references(cfg, refs, row),
-                               generate=limit is None or idx < limit)
+            def encode_rows(rows, indices):
+                prompt_ids = prompts.build_ids(rows)
+                targets = [row_target(cfg, refs, row) for row in rows]
+                responses = tokenizer(targets, add_special_tokens=False)["input_ids"]
+                out = []
+                for row, idx, prompt, response in zip(rows, indices, prompt_ids, responses, strict=True):
+                    response = response + eos
+                    too_long = len(response) > cfg.max_target_length
+                    response = response[: cfg.max_target_length]
+                    ids = prompt + response
+                    labels = (list(prompt) if train_on_inputs else [IGNORE] * len(prompt)) + response
+                    features = {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels,
+                                "prompt_length": len(prompt), "too_long": too_long}
+                    if split != "train":
+                        features.update(eval_fields(cfg, refs, row, idx, limits[split]))
+                    out.append(features)
                 return out
 
-            return ds.map(tokenize, with_indices=True, remove_columns=ds.column_names, desc=f"Tokenizing {split}")
+            return map_rows(ds, encode_rows, desc=f"Tokenizing {split}")
 
         return limit_long_targets(cfg, DatasetDict({s: encode_split(s, ds) for s, ds in splits.items()}))
 
@@ -113,7 +131,6 @@ class CausalLMTask:
         for split, ds in encoded.items():
             if len(ds) == 0:
                 raise ConfigError(f"data.block_size={block}: the {split} split has no text to fill a block.")
-        self.generator = Generator(tokenizer, {}, decoder_only=True)  # raw text has no references to score
         return encoded
 
     # --- model --------------------------------------------------------------------------------

@@ -3,11 +3,13 @@
 import logging
 
 import torch
+from datasets import DatasetDict
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
+from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule
 from lft.data.sources import load_splits, require_columns
 from lft.errors import ConfigError
@@ -29,16 +31,24 @@ class ClassificationTask:
         return len(self.label_names)
 
     # --- data ---------------------------------------------------------------------------------
-    def encode(self, tokenizer, seed: int) -> EncodedDataModule:
+    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> EncodedDataModule:
+        cfg = self.cfg
+        encoded, metadata = cached_encoding(lambda: self._tokenize(tokenizer, seed), task=type(self).__name__,
+                                            data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir)
+        self.label_names = metadata["label_names"]  # from the data when the config names none
+        collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+        return EncodedDataModule(encoded, collate, cfg.batch_size, cfg.eval_batch_size, cfg.get("num_workers", 0),
+                                 seed=seed, group_by_length=cfg.get("group_by_length", True))
+
+    def _tokenize(self, tokenizer, seed: int) -> tuple[DatasetDict, dict]:
+        """Load and check the splits, then tokenize them: (encoded splits, {"label_names": [...]})."""
         cfg = self.cfg
         splits = load_splits(cfg, seed)
         require_columns(splits, {"text_column": cfg.text_column, "text_pair_column": cfg.get("text_pair_column"),
                                  "label_column": cfg.label_column})
-        if not self.label_names:  # infer from the training data, in a stable order
-            self.label_names = sorted({str(v) for v in splits["train"][cfg.label_column]})
-            log.info("Inferred label names from train: %s", self.label_names)
-        label_ids = self._label_ids(splits)
-        self._check_train_classes(splits["train"], label_ids)
+        names = resolve_label_names(cfg, splits["train"])
+        label_ids = label_index(cfg, names, splits)
+        check_train_classes(cfg, names, splits["train"], label_ids)
 
         def tokenize(batch):
             pair = batch[cfg.text_pair_column] if cfg.get("text_pair_column") else None
@@ -48,38 +58,7 @@ class ClassificationTask:
 
         encoded = splits.map(tokenize, batched=True, remove_columns=splits["train"].column_names,
                              desc="Tokenizing")
-        collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
-        return EncodedDataModule(encoded, collate, cfg.batch_size, cfg.eval_batch_size, cfg.get("num_workers", 0),
-                                 seed=seed, group_by_length=cfg.get("group_by_length", True))
-
-    def _label_ids(self, splits) -> dict[str, int]:
-        """Map raw label values (names, or integer ids) to ids; reject values outside the label set."""
-        names = self.label_names
-        ids = {str(i): i for i in range(len(names))}  # integer labels index label_names
-        ids.update({name: i for i, name in enumerate(names)})  # names win where they look like ints
-        for split, ds in splits.items():
-            for row, value in enumerate(ds[self.cfg.label_column]):
-                if str(value) not in ids:
-                    raise ConfigError(
-                        f"data.label_column={self.cfg.label_column!r}: value {value!r} (row {row} of {split}) is not "
-                        f"in data.label_names={names} nor an index into it; fix the data or data.label_names."
-                    )
-        return ids
-
-    def _check_train_classes(self, train, label_ids: dict[str, int]) -> None:
-        """A classifier trained on one class learns to answer it always; a class train lacks is never predicted."""
-        column, names = self.cfg.label_column, self.label_names
-        seen = {label_ids[str(v)] for v in train[column]}
-        if len(seen) == 1:
-            raise ConfigError(
-                f"data.label_column={column!r}: every train row has the label {names[seen.pop()]!r}, so there is "
-                "nothing to tell apart; a classifier needs at least two classes in train. Check data.label_column, "
-                "the train file, and data.train_size (a small subset can miss classes)."
-            )
-        missing = [names[i] for i in range(len(names)) if i not in seen]
-        if missing:
-            log.warning("The train split has no row labelled %s (of data.label_names=%s): the model cannot learn to "
-                        "predict it. Check the train file, or data.train_size if it is a small subset.", missing, names)
+        return encoded, {"label_names": names}
 
     # --- model --------------------------------------------------------------------------------
     def build_model(self, model_cfg) -> nn.Module:
@@ -119,6 +98,45 @@ class ClassificationTask:
         out = model(**batch)
         metrics.update(out.logits.argmax(-1), batch["labels"])
         return out.loss
+
+
+def resolve_label_names(cfg, train) -> list[str]:
+    """data.label_names, or the labels of the train split in a stable (sorted) order."""
+    if cfg.get("label_names"):
+        return [str(n) for n in cfg.label_names]
+    names = sorted({str(v) for v in train[cfg.label_column]})
+    log.info("Inferred label names from train: %s", names)
+    return names
+
+
+def label_index(cfg, names: list[str], splits) -> dict[str, int]:
+    """Map raw label values (names, or integer ids) to ids; reject values outside the label set."""
+    ids = {str(i): i for i in range(len(names))}  # integer labels index label_names
+    ids.update({name: i for i, name in enumerate(names)})  # names win where they look like ints
+    for split, ds in splits.items():
+        for row, value in enumerate(ds[cfg.label_column]):
+            if str(value) not in ids:
+                raise ConfigError(
+                    f"data.label_column={cfg.label_column!r}: value {value!r} (row {row} of {split}) is not "
+                    f"in data.label_names={names} nor an index into it; fix the data or data.label_names."
+                )
+    return ids
+
+
+def check_train_classes(cfg, names: list[str], train, label_ids: dict[str, int]) -> None:
+    """A classifier trained on one class learns to answer it always; a class train lacks is never predicted."""
+    column = cfg.label_column
+    seen = {label_ids[str(v)] for v in train[column]}
+    if len(seen) == 1:
+        raise ConfigError(
+            f"data.label_column={column!r}: every train row has the label {names[seen.pop()]!r}, so there is "
+            "nothing to tell apart; a classifier needs at least two classes in train. Check data.label_column, "
+            "the train file, and data.train_size (a small subset can miss classes)."
+        )
+    missing = [names[i] for i in range(len(names)) if i not in seen]
+    if missing:
+        log.warning("The train split has no row labelled %s (of data.label_names=%s): the model cannot learn to "
+                    "predict it. Check the train file, or data.train_size if it is a small subset.", missing, names)
 
 
 class ClassificationHead(nn.Module):

@@ -26,6 +26,7 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule
 from lft.data.preference import PairEncoder, encode_pairs, load_preference_splits, parse_turns
 from lft.data.templates import chat_enabled
@@ -83,9 +84,15 @@ class _PairTask:
         self.cfg = data_cfg
         self.model_cfg = None
 
-    def _datamodule(self, tokenizer, seed: int, encoder: PairEncoder, to_features) -> EncodedDataModule:
+    def _datamodule(self, tokenizer, seed: int, encoder: PairEncoder, to_features,
+                    cache_dir: str | None) -> EncodedDataModule:
         cfg = self.cfg
-        encoded = encode_pairs(cfg, load_preference_splits(cfg, seed), encoder, to_features)
+
+        def tokenize():
+            return encode_pairs(cfg, load_preference_splits(cfg, seed), encoder, to_features), {}
+
+        encoded, _ = cached_encoding(tokenize, task=type(self).__name__, data_cfg=cfg, tokenizer=tokenizer, seed=seed,
+                                     cache_dir=cache_dir)
         return EncodedDataModule(encoded, PairCollator(tokenizer.pad_token_id), cfg.batch_size, cfg.eval_batch_size,
                                  cfg.get("num_workers", 0), seed=seed,
                                  group_by_length=cfg.get("group_by_length", True))
@@ -128,7 +135,7 @@ class DpoTask(_PairTask):
         self.reference_cache: dict[int, tuple[float, float]] | None = None  # pair_key -> summed log-probs
 
     # --- data ---------------------------------------------------------------------------------
-    def encode(self, tokenizer, seed: int) -> EncodedDataModule:
+    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> EncodedDataModule:
         tokenizer.padding_side = "right"
         encoder = PairEncoder(self.cfg, tokenizer, eos=True)
         log.info("Prompt format: %s", "chat template" if encoder.chat else "plain text")
@@ -141,7 +148,7 @@ class DpoTask(_PairTask):
                             f"{side}_labels": [IGNORE] * len(pair.prompt) + answer})
             return {**out, "pair_key": pair_key(out["chosen_input_ids"], out["rejected_input_ids"])}
 
-        return self._datamodule(tokenizer, seed, encoder, features)
+        return self._datamodule(tokenizer, seed, encoder, features, cache_dir)
 
     def prompt_ids(self, tokenizer, prompt: str) -> list[int]:
         """A prompt (an HH-style dialogue or plain text) formatted as in training: for lft.generate."""
@@ -276,7 +283,7 @@ class RewardTask(_PairTask):
     peft_task_type = "SEQ_CLS"
 
     # --- data ---------------------------------------------------------------------------------
-    def encode(self, tokenizer, seed: int) -> EncodedDataModule:
+    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> EncodedDataModule:
         tokenizer.padding_side = "right"
         chat = chat_enabled(self.cfg.get("chat_template", "auto"), tokenizer)
         # Plain text: the tokenizer's own pair format ([CLS] prompt [SEP] answer [SEP]); chat: prompt + answer + EOS.
@@ -297,7 +304,7 @@ class RewardTask(_PairTask):
                     out[f"{side}_token_type_ids"] = enc["token_type_ids"]
             return {**out, "pair_key": pair_key(out["chosen_input_ids"], out["rejected_input_ids"])}
 
-        return self._datamodule(tokenizer, seed, encoder, features)
+        return self._datamodule(tokenizer, seed, encoder, features, cache_dir)
 
     # --- model --------------------------------------------------------------------------------
     def build_model(self, model_cfg) -> nn.Module:

@@ -5,11 +5,20 @@ the decoder learns the target; label padding is -100, so it carries no loss.
 """
 
 import torch
+from datasets import DatasetDict
 from torch import nn
 from transformers import AutoModelForSeq2SeqLM
 
+from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule
-from lft.data.pairs import limit_long_targets, load_pairs, reference_columns, row_references, row_target
+from lft.data.pairs import (
+    eval_fields,
+    limit_long_targets,
+    load_pairs,
+    map_rows,
+    reference_columns,
+    row_target,
+)
 from lft.data.templates import PromptBuilder, get_template
 from lft.generation import EvalCollator, Generator, evaluate_text, split_fields, text_metrics
 from lft.models import load_pretrained
@@ -24,35 +33,41 @@ class Seq2SeqTask:
         self.generator: Generator | None = None
 
     # --- data ---------------------------------------------------------------------------------
-    def encode(self, tokenizer, seed: int) -> EncodedDataModule:
+    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> EncodedDataModule:
         cfg = self.cfg
-        splits, _ = load_pairs(cfg, seed)
         prompts = self.prompt_builder(tokenizer)
         self.generator = Generator(tokenizer, cfg.get("generate"), decoder_only=False)
+        encoded, _ = cached_encoding(lambda: (self._tokenize(tokenizer, seed, prompts), {}), task=type(self).__name__,
+                                     data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir)
+        return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
+                                 cfg.get("num_workers", 0),
+                                 seed=seed, group_by_length=cfg.get("group_by_length", True))
+
+    def _tokenize(self, tokenizer, seed: int, prompts: PromptBuilder) -> DatasetDict:
+        cfg = self.cfg
+        splits, _ = load_pairs(cfg, seed)
         limits = {"validation": gen_limit(cfg, "val_samples"), "test": gen_limit(cfg, "test_samples")}
 
         def encode_split(split, ds):
             refs = reference_columns(cfg, ds)
 
-            def tokenize(row, idx):
-                _, source = prompts.build(row)
-                target = tokenizer(row_target(cfg, refs, row), add_special_tokens=True)["input_ids"]
-                too_long = len(target) > cfg.max_target_length
-                out = {"input_ids": source, "attention_mask": [1] * len(source),
-                       "labels": target[: cfg.max_target_length - 1] + target[-1:] if too_long else target,
-                       "too_long": too_long}
-                if split != "train":
-                    limit = limits[split]
-                    out.update(row=idx, references=row_references(cfg, refs, row),
-                               generate=limit is None or idx < limit)
+            def encode_rows(rows, indices):
+                sources = prompts.build_ids(rows)
+                targets = tokenizer([row_target(cfg, refs, row) for row in rows], add_special_tokens=True)["input_ids"]
+                out = []
+                for row, idx, source, target in zip(rows, indices, sources, targets, strict=True):
+                    too_long = len(target) > cfg.max_target_length
+                    features = {"input_ids": source, "attention_mask": [1] * len(source),
+                                "labels": target[: cfg.max_target_length - 1] + target[-1:] if too_long else target,
+                                "too_long": too_long}
+                    if split != "train":
+                        features.update(eval_fields(cfg, refs, row, idx, limits[split]))
+                    out.append(features)
                 return out
 
-            return ds.map(tokenize, with_indices=True, remove_columns=ds.column_names, desc=f"Tokenizing {split}")
+            return map_rows(ds, encode_rows, desc=f"Tokenizing {split}")
 
-        encoded = limit_long_targets(cfg, type(splits)({s: encode_split(s, ds) for s, ds in splits.items()}))
-        return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
-                                 cfg.get("num_workers", 0),
-                                 seed=seed, group_by_length=cfg.get("group_by_length", True))
+        return limit_long_targets(cfg, DatasetDict({s: encode_split(s, ds) for s, ds in splits.items()}))
 
     def prompt_builder(self, tokenizer) -> PromptBuilder:
         template = get_template(self.cfg.get("template"), self.cfg.get("source_column"))
