@@ -259,7 +259,7 @@ def main() -> None:
     out = args.out or Path(__file__).parent / "results" / f"{args.case}{'_packed' if args.packing else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"\n| system | tokens/s | seconds | peak MB | metric | lft speed-up |\n| --- | --- | --- | --- | --- | --- |")
+    print("\n| system | tokens/s | seconds | peak MB | metric | lft speed-up |\n| --- | --- | --- | --- | --- | --- |")
     for s, b in best.items():
         print(f"| {s} | {b['tokens_per_s']} | {b['seconds']} | {b['peak_memory_mb']} | {b['metric']} | "
               f"{result['lft_speedup_over'].get(s, '')} |")
