@@ -78,17 +78,18 @@ def worker(args) -> dict:
 
     out_dir = Path(tempfile.mkdtemp(prefix=f"bench-{args.system}-"))
     cfg = compose_case(args, out_dir)
-    tokenizer = load_tokenizer(cfg.model)
-    task = build_task(cfg.data, cfg.model)
-    datamodule = task.encode(tokenizer, cfg.seed)
-    train_rows = datamodule.splits["train"]
-    real_tokens = sum(len(ids) for ids in train_rows["input_ids"]) * args.epochs
-    if args.system == "lft":
+    if args.system == "lft":  # as a user runs it: train() encodes the data itself
         from lft.run_folder import load_trained_model
         from lft.train import train
 
         metrics = train(cfg)
         seconds, peak = metrics["fit_seconds"], peak_memory()
+    tokenizer = load_tokenizer(cfg.model)
+    task = build_task(cfg.data, cfg.model)
+    datamodule = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.cache_dir)  # the same rows for every system
+    train_rows = datamodule.splits["train"]
+    real_tokens = sum(len(ids) for ids in train_rows["input_ids"]) * args.epochs
+    if args.system == "lft":
         model = load_trained_model(task, cfg.model, cfg.paths.output_dir)
     else:
         model, seconds = (train_hf if args.system.startswith("hf") else train_bare)(args, cfg, task, datamodule, out_dir)

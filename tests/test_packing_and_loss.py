@@ -130,3 +130,19 @@ def test_auto_precision_follows_the_hardware(make_cfg):
     cfg = make_cfg()
     assert cfg.trainer.precision == auto_precision()
     assert auto_precision() == ("bf16-mixed" if fast_bf16() else "32-true")
+
+
+def test_compile_true_compiles_each_block_and_trains(make_cfg, pairs_data, tiny_llama):
+    cfg = make_cfg("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={tiny_llama}",
+                   "data.max_source_length=32", "data.max_target_length=24", "data.batch_size=4",
+                   "data.generate.val_samples=0", "data.monitor.metric=val/loss", "data.monitor.mode=min",
+                   "strategy=lora", "compile=true", "test=false")
+    metrics = train(cfg)
+    assert metrics["optimizer_steps"] == 4 and metrics["train/loss"] == metrics["train/loss"]  # finite, not nan
+
+
+def test_transformer_blocks_are_the_models_repeated_layers(tiny_llama):
+    from lft.scale import transformer_blocks
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama)
+    assert [type(b).__name__ for b in transformer_blocks(model)] == ["LlamaDecoderLayer"] * 2

@@ -103,6 +103,7 @@ class Setting:
 SETTINGS = [
     Setting("seed", integer(0), "42"),
     Setting("test", BOOL, "true"),
+    Setting("compile", BOOL, "true"),
     Setting("monitor.mode", one_of("min", "max"), "max"),
     # Lightning Trainer arguments
     Setting("trainer.max_epochs", integer(1) | one_of(-1) | NULL, "3"),

@@ -29,6 +29,7 @@ from lft.module import FineTuneModule
 from lft.resources import peak_memory_mb
 from lft.resume import check_fresh_folder, check_resumable, last_checkpoint, requeued, resume_config
 from lft.run_folder import save_config, save_manifest, save_metrics, save_weights
+from lft.scale import compile_blocks
 from lft.strategies import apply_strategy, strategy_callbacks
 from lft.strategies.params import count_parameters
 from lft.tasks import build_task
@@ -56,6 +57,8 @@ def train(cfg: DictConfig) -> dict:
     datamodule = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.get("cache_dir"))
     # A strategy may swap the task too (distillation wraps its loss with the teacher's).
     model, task = apply_strategy(task.build_model(cfg.model), cfg.strategy, task)
+    if cfg.get("compile"):
+        log.info("Compiled %d transformer blocks (torch.compile).", compile_blocks(model))
     module = FineTuneModule(model, task, instantiate(cfg.optimizer), cfg.scheduler)
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
