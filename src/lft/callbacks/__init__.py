@@ -3,7 +3,8 @@
 from lft.callbacks.checkpoints import AtomicModelCheckpoint, LastCheckpoint
 from lft.callbacks.finite_loss import FiniteLossGuard, NonFiniteLossError
 from lft.callbacks.plain_progress import PlainProgress
+from lft.callbacks.release_memory import ReleaseFreedMemory
 from lft.callbacks.rng_state import RngState
 
 __all__ = ["AtomicModelCheckpoint", "FiniteLossGuard", "LastCheckpoint", "NonFiniteLossError", "PlainProgress",
-           "RngState"]
+           "ReleaseFreedMemory", "RngState"]
