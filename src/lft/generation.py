@@ -2,6 +2,8 @@
 
 Generation is slow (one forward pass per new token), so evaluation generates only for rows flagged `generate`
 when the data was encoded: the first `data.generate.val_samples` validation rows and `test_samples` test rows.
+Evaluation batches come in `generation_order` (flagged rows first, longest prompt first), so a batch's prompts
+have similar lengths.
 """
 
 import torch
@@ -96,6 +98,21 @@ class EvalCollator:
         batch = self.pad(features)
         batch.update(lists)
         return batch
+
+
+def generation_order(split) -> list[int]:
+    """Evaluation row order: rows flagged for generation first, then the rest; longest first within each.
+
+    Generation left-pads a batch's prompts to the longest and every new token attends over that width, so
+    prompts of similar length waste less; the loss forward pads less too. Rows keep their `row` id, so
+    samples and predictions still come back in dataset order (Generator.take_samples).
+    """
+    if "generate" not in split.column_names:
+        return list(range(len(split)))
+    flags = split["generate"]
+    full = [len(ids) for ids in split["input_ids"]]
+    prompt = split["prompt_length"] if "prompt_length" in split.column_names else full  # encoder-decoders: the input
+    return sorted(range(len(split)), key=lambda i: (not flags[i], -(prompt[i] if flags[i] else full[i])))
 
 
 def split_fields(batch: dict) -> tuple[dict, dict]:

@@ -2,8 +2,11 @@
 
 Training batches come from ResumableBatchSampler (data/sampler.py): the order depends on the seed and the
 epoch only, each process takes its slice, and a checkpoint records how far into the epoch training got
-(state_dict), so a resumed run sees exactly the batches an uninterrupted one would.
+(state_dict), so a resumed run sees exactly the batches an uninterrupted one would. Evaluation batches follow
+the task's `eval_order` (generative tasks: rows to generate for first, by prompt length), else dataset order.
 """
+
+from collections.abc import Callable
 
 import lightning as L
 import torch
@@ -23,7 +26,8 @@ def row_lengths(split) -> list[int]:
 
 class EncodedDataModule(L.LightningDataModule):
     def __init__(self, splits: DatasetDict, collate_fn, batch_size: int, eval_batch_size: int, num_workers: int = 0,
-                 *, seed: int = 0, group_by_length: bool = False, train_collate_fn=None):
+                 *, seed: int = 0, group_by_length: bool = False, train_collate_fn=None,
+                 eval_order: Callable[[object], list[int]] | None = None):
         super().__init__()
         self.splits = splits
         self.collate_fn = collate_fn
@@ -33,6 +37,8 @@ class EncodedDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.group_by_length = group_by_length
+        self.eval_order = eval_order
+        self._ordered: dict[str, object] = {}  # evaluation splits in eval_order, computed once
         self.train_sampler: ResumableBatchSampler | None = None
         self._resume_at: tuple[int, int] | None = None
 
@@ -57,10 +63,19 @@ class EncodedDataModule(L.LightningDataModule):
     def _trainer_epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else self.train_sampler.epoch
 
+    def eval_split(self, split: str):
+        """The split in `eval_order` (a view: Dataset.select keeps the rows and maps indices)."""
+        if self.eval_order is None:
+            return self.splits[split]
+        if split not in self._ordered:
+            self._ordered[split] = self.splits[split].select(self.eval_order(self.splits[split]))
+        return self._ordered[split]
+
     def _eval_loader(self, split: str) -> DataLoader:
         world_size, rank = self._world()
-        sampler = DistributedSampler(self.splits[split], world_size, rank, shuffle=False) if world_size > 1 else None
-        return DataLoader(self.splits[split], batch_size=self.eval_batch_size, sampler=sampler,
+        data = self.eval_split(split)
+        sampler = DistributedSampler(data, world_size, rank, shuffle=False) if world_size > 1 else None
+        return DataLoader(data, batch_size=self.eval_batch_size, sampler=sampler,
                           collate_fn=self.collate_fn, num_workers=self.num_workers,
                           persistent_workers=self.num_workers > 0, generator=self._own_generator())
 

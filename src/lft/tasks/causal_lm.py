@@ -30,7 +30,14 @@ from lft.data.pairs import (
 from lft.data.sources import load_splits, require_columns
 from lft.data.templates import PromptBuilder, chat_enabled, get_template
 from lft.errors import ConfigError
-from lft.generation import EvalCollator, Generator, evaluate_text, split_fields, text_metrics
+from lft.generation import (
+    EvalCollator,
+    Generator,
+    evaluate_text,
+    generation_order,
+    split_fields,
+    text_metrics,
+)
 from lft.losses.causal import causal_lm_loss
 from lft.models import load_pretrained
 from lft.tasks.seq2seq import gen_limit
@@ -64,7 +71,8 @@ class CausalLMTask:
         packing = PackingCollator(tokenizer.pad_token_id) if cfg.get("packing") else None
         return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
                                  cfg.get("num_workers", 0), seed=seed,
-                                 group_by_length=cfg.get("group_by_length", True), train_collate_fn=packing)
+                                 group_by_length=cfg.get("group_by_length", True), train_collate_fn=packing,
+                                 eval_order=generation_order)
 
     def prompt_builder(self, tokenizer) -> PromptBuilder:
         cfg = self.cfg

@@ -20,7 +20,14 @@ from lft.data.pairs import (
     row_target,
 )
 from lft.data.templates import PromptBuilder, get_template
-from lft.generation import EvalCollator, Generator, evaluate_text, split_fields, text_metrics
+from lft.generation import (
+    EvalCollator,
+    Generator,
+    evaluate_text,
+    generation_order,
+    split_fields,
+    text_metrics,
+)
 from lft.models import load_pretrained
 
 
@@ -41,7 +48,8 @@ class Seq2SeqTask:
                                      data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir)
         return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
                                  cfg.get("num_workers", 0),
-                                 seed=seed, group_by_length=cfg.get("group_by_length", True))
+                                 seed=seed, group_by_length=cfg.get("group_by_length", True),
+                                 eval_order=generation_order)
 
     def _tokenize(self, tokenizer, seed: int, prompts: PromptBuilder) -> DatasetDict:
         cfg = self.cfg
