@@ -3,15 +3,19 @@
 Generation is slow (one forward pass per new token), so evaluation generates only for rows flagged `generate`
 when the data was encoded: the first `data.generate.val_samples` validation rows and `test_samples` test rows.
 Evaluation batches come in `generation_order` (flagged rows first, longest prompt first), so a batch's prompts
-have similar lengths.
+have similar lengths; generation starts from the prompt states the loss forward computed (lft.prompt_states).
 """
+
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from transformers import DataCollatorForSeq2Seq
 
 from lft.errors import ConfigError
-from lft.losses.causal import causal_lm_loss
+from lft.losses.causal import causal_lm_forward
 from lft.metrics import collection, generation_metrics, perplexity_metrics, update_generation
+from lft.prompt_states import PromptStates
 
 # Row fields that ride along in evaluation batches but are not model inputs.
 EVAL_FIELDS = ("generate", "references", "prompt_length", "row")
@@ -48,8 +52,12 @@ class Generator:
         return out
 
     @torch.no_grad()
-    def generate(self, model, prompts: list[list[int]]) -> list[str]:
-        """Continue each prompt (token ids); returns only the new text."""
+    def generate(self, model, prompts: list[list[int]], reuse: Callable[[torch.dtype | None], dict] | None = None
+                 ) -> list[str]:
+        """Continue each prompt (token ids); returns only the new text.
+
+        reuse(dtype): generate arguments that carry the prompts' states already computed (PromptStates).
+        """
         tok = self.tokenizer
         side = tok.padding_side
         tok.padding_side = "left" if self.decoder_only else "right"  # decoders continue from the last position
@@ -59,14 +67,23 @@ class Generator:
             tok.padding_side = side
         device = next(model.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
-        out = model.generate(**batch, **self.settings(), pad_token_id=tok.pad_token_id,
+        settings = self.settings()
+        reused = reuse(None) if reuse and settings["num_beams"] == 1 else {}
+        out = model.generate(**batch, **settings, **reused, pad_token_id=tok.pad_token_id,
                              eos_token_id=stop_ids(model, tok))
         if self.decoder_only:
             out = out[:, batch["input_ids"].shape[1]:]
         return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
 
-    def evaluate(self, model, batch: dict, fields: dict, metrics) -> None:
-        """Generate for the flagged rows of an evaluation batch and update ROUGE/BLEU."""
+    def wants(self, fields: dict) -> bool:
+        """Whether this evaluation batch has rows to generate for."""
+        return self.enabled and "generate" in fields and bool(fields["generate"].any())
+
+    def evaluate(self, model, batch: dict, fields: dict, metrics, states: PromptStates | None = None) -> None:
+        """Generate for the flagged rows of an evaluation batch and update ROUGE/BLEU.
+
+        states: what the loss forward computed for this batch; generation starts from it instead of a prefill.
+        """
         if not self.enabled or "generate" not in fields:
             return
         rows = [i for i, flag in enumerate(fields["generate"].tolist()) if flag]
@@ -75,7 +92,8 @@ class Generator:
         ids, mask = batch["input_ids"], batch["attention_mask"]
         lengths = fields["prompt_length"] if self.decoder_only else mask.sum(-1)
         prompts = [ids[i, : int(lengths[i])].tolist() for i in rows]  # batches are right-padded
-        preds = self.generate(model, prompts)
+        reuse = partial(states.generate_kwargs, model, rows, [len(p) for p in prompts]) if states else None
+        preds = self.generate(model, prompts, reuse)
         refs = [fields["references"][i] for i in rows]
         update_generation(metrics, preds, refs)
         for i, prompt_ids, pred, ref in zip(rows, prompts, preds, refs, strict=True):
@@ -133,8 +151,15 @@ def evaluate_text(model, batch: dict, metrics, generator, shifted: bool) -> torc
     shifted: decoder-only labels are shifted inside the model, so their first position predicts nothing.
     """
     inputs, fields = split_fields(batch)
-    loss = causal_lm_loss(model, inputs) if shifted else model(**inputs).loss
+    width = inputs["input_ids"].shape[1]
+    if shifted:
+        loss, cache = causal_lm_forward(model, inputs, use_cache=generator.wants(fields))
+        states = PromptStates(cache=cache, width=width)
+    else:
+        output = model(**inputs)
+        loss, states = output.loss, PromptStates.of(output, width)
+        del output  # the logits (batch x length x vocabulary) need not outlive the loss
     labels = inputs["labels"][:, 1:] if shifted else inputs["labels"]
     metrics["perplexity"].update(loss, (labels != -100).sum())
-    generator.evaluate(model, inputs, fields, metrics)
+    generator.evaluate(model, inputs, fields, metrics, states)
     return loss

@@ -37,24 +37,35 @@ def lm_parts(model):
 
 def causal_lm_loss(model, inputs: dict) -> torch.Tensor:
     """Mean next-token cross-entropy over positions whose label is not -100 (what HF's loss computes)."""
+    return causal_lm_forward(model, inputs)[0]
+
+
+def causal_lm_forward(model, inputs: dict, use_cache: bool = False) -> tuple[torch.Tensor, object]:
+    """(causal_lm_loss, the forward's key/value cache or None).
+
+    use_cache: evaluation keeps the keys and values, so generation can start from the prompts' (lft.prompt_states).
+    Training never does: with a cache, transformers ignores packed documents' position ids.
+    """
     parts = lm_parts(model)
-    if parts is None:  # use_cache=False: with a cache, transformers ignores packed documents' position ids
-        return model(**inputs, use_cache=False).loss
+    if parts is None:
+        output = model(**inputs, use_cache=use_cache)
+        return output.loss, output.past_key_values if use_cache else None
     backbone, head = parts
     labels = inputs["labels"]
     features = {k: v for k, v in inputs.items() if k != "labels"}
-    hidden = backbone(**features, use_cache=False).last_hidden_state
+    output = backbone(**features, use_cache=use_cache)
+    cache = output.past_key_values if use_cache else None
     targets = labels[:, 1:]
     keep = targets != IGNORE
-    hidden, targets = hidden[:, :-1][keep], targets[keep]
+    hidden, targets = output.last_hidden_state[:, :-1][keep], targets[keep]
     if targets.numel() == 0:  # nothing to predict in this batch: a zero that still has a graph
-        return hidden.sum() * 0.0
+        return hidden.sum() * 0.0, cache
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, len(targets), CHUNK_TOKENS):
         end = start + CHUNK_TOKENS
         total = total + checkpoint(_chunk_loss, hidden[start:end], targets[start:end], head.weight, head.bias,
                                    use_reentrant=False)
-    return total / len(targets)
+    return total / len(targets), cache
 
 
 def _chunk_loss(hidden, targets, weight, bias):
