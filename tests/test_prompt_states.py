@@ -115,3 +115,23 @@ def test_states_that_do_not_line_up_fall_back_to_a_prefill(tiny_llama):
     width = batch["input_ids"].shape[1]
     assert PromptStates.of(output, width + 4).generate_kwargs(model, [0], [len(prompts[0])], None) == {}
     assert PromptStates(width=width).generate_kwargs(model, [0], [len(prompts[0])], None) == {}
+
+
+@torch.no_grad()
+def test_lean_loss_forward_keeps_the_prompt_cache(tiny_llama):
+    """Evaluation's loss (lft.losses.causal, the backbone without full logits) hands generation the same cache."""
+    from lft.losses.causal import causal_lm_forward
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
+    prompts, batch = _loss_batch(tokenizer, decoder=True)
+    batch["labels"] = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    loss, cache = causal_lm_forward(model, dict(batch), use_cache=True)
+    torch.testing.assert_close(loss, model(**batch).loss)
+    states = PromptStates(cache=cache, width=batch["input_ids"].shape[1])
+    generator = Generator(tokenizer, {"max_new_tokens": 6, "bf16": False}, decoder_only=True)
+    lengths = [len(p) for p in prompts]
+    seen = _forward_lengths(model)
+    reused = generator.generate(model, prompts, lambda dtype: states.generate_kwargs(model, [0, 1, 2], lengths, dtype))
+    assert seen[0] == 1
+    assert reused == generator.generate(model, prompts)
