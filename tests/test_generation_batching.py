@@ -40,7 +40,8 @@ def uneven_pairs(tmp_path_factory) -> str:
 
 def _setup(make_cfg, model_path, pairs_data):
     cfg = make_cfg("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={model_path}",
-                   "data.max_source_length=64", "data.max_target_length=24", "data.eval_batch_size=4")
+                   "data.max_source_length=64", "data.max_target_length=24", "data.eval_batch_size=4",
+                   "data.generate.bf16=false")
     with open_dict(cfg):
         cfg.data.generate.test_samples = None  # every test row
     tokenizer = load_tokenizer(cfg.model)

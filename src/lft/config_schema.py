@@ -164,6 +164,7 @@ SETTINGS = [
     Setting("data.generate.temperature", number(0, low_open=True), "0.7"),
     Setting("data.generate.top_p", number(0, 1, low_open=True, high_open=False), "0.9"),
     Setting("data.generate.repetition_penalty", number(0, low_open=True) | NULL, "1.2"),
+    Setting("data.generate.bf16", one_of("auto", True, False), "false"),
     # model and strategy
     Setting("model.dropout", number(0, 1) | NULL, "0.1"),
     Setting("model.dtype", one_of("float32", "bfloat16", "float16") | NULL, "bfloat16"),

@@ -3,10 +3,12 @@
 Generation is slow (one forward pass per new token), so evaluation generates only for rows flagged `generate`
 when the data was encoded: the first `data.generate.val_samples` validation rows and `test_samples` test rows.
 Evaluation batches come in `generation_order` (flagged rows first, longest prompt first), so a batch's prompts
-have similar lengths; generation starts from the prompt states the loss forward computed (lft.prompt_states).
+have similar lengths; generation starts from the prompt states the loss forward computed (lft.prompt_states),
+and the weights are bf16 while generating where that is fast (`data.generate.bf16`, lft.precision).
 """
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import partial
 
 import torch
@@ -15,6 +17,7 @@ from transformers import DataCollatorForSeq2Seq
 from lft.errors import ConfigError
 from lft.losses.causal import causal_lm_forward
 from lft.metrics import collection, generation_metrics, perplexity_metrics, update_generation
+from lft.precision import bf16_weights, fast_bf16
 from lft.prompt_states import PromptStates
 
 # Row fields that ride along in evaluation batches but are not model inputs.
@@ -36,6 +39,8 @@ class Generator:
         self.samples: list[dict] = []  # every generated row of the current evaluation epoch
         if self.cfg.get("num_beams", 1) < 1 or self.cfg.get("max_new_tokens", 1) < 1:
             raise ConfigError("data.generate.num_beams and data.generate.max_new_tokens must be >= 1.")
+        if self.cfg.get("bf16", "auto") not in ("auto", True, False):  # before any model loads
+            raise ConfigError(f"data.generate.bf16={self.cfg.get('bf16')!r}: use auto, true or false.")
 
     @property
     def enabled(self) -> bool:
@@ -67,10 +72,13 @@ class Generator:
             tok.padding_side = side
         device = next(model.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
+        setting = self.cfg.get("bf16", "auto")
+        bf16 = fast_bf16(device) if setting == "auto" else setting
         settings = self.settings()
-        reused = reuse(None) if reuse and settings["num_beams"] == 1 else {}
-        out = model.generate(**batch, **settings, **reused, pad_token_id=tok.pad_token_id,
-                             eos_token_id=stop_ids(model, tok))
+        reused = reuse(torch.bfloat16 if bf16 else None) if reuse and settings["num_beams"] == 1 else {}
+        with bf16_weights(model) if bf16 else nullcontext():
+            out = model.generate(**batch, **settings, **reused, pad_token_id=tok.pad_token_id,
+                                 eos_token_id=stop_ids(model, tok))
         if self.decoder_only:
             out = out[:, batch["input_ids"].shape[1]:]
         return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
