@@ -154,6 +154,9 @@ SETTINGS = [
     Setting("data.group_by_length", BOOL, "true"),
     Setting("data.packing", BOOL, "true"),
     Setting("data.cache", BOOL, "false"),
+    Setting("data.sampling", one_of("weights", "proportional", "temperature"), "proportional"),
+    Setting("data.temperature", number(0, low_open=True), "2"),
+    Setting("data.epoch_rows", integer(1) | NULL, "10000"),
     Setting("data.max_bad_fraction", number(0, 1, high_open=False), "0.05"),
     Setting("callbacks.last_checkpoint.every_n_steps", integer(0), "50"),
     Setting("data.generate.max_new_tokens", integer(1), "64"),
@@ -177,6 +180,8 @@ SETTINGS = [
 
 # Groups whose keys only lft reads: a key no file of the group sets is a typo (added with +key=...).
 KEYED_GROUPS = ("data", "model", "scheduler", "strategy")
+# Dicts whose keys are names, not settings (a mixture's members): their reader checks them.
+FREE_FORM = ("data.mixture", "data.members")
 # Groups whose keys are a class's arguments (`_target_`): the class's signature lists the valid ones.
 TARGET_GROUPS = ("trainer", "optimizer")
 _ABSENT = object()
@@ -211,7 +216,7 @@ def _check_known_keys(node: DictConfig, path: str) -> None:
             close = difflib.get_close_matches(str(key), siblings, n=1)
             hint = f"did you mean {path}.{close[0]}?" if close else f"{path} settings: {', '.join(siblings)}"
             raise ConfigError(f"{full} is not a setting lft reads ({hint}); remove it or fix its name.")
-        if isinstance(value, DictConfig) and any(k.startswith(full + ".") for k in known):
+        if isinstance(value, DictConfig) and full not in FREE_FORM and any(k.startswith(full + ".") for k in known):
             _check_known_keys(value, full)
 
 

@@ -16,7 +16,13 @@ from transformers import DataCollatorForSeq2Seq
 
 from lft.errors import ConfigError
 from lft.losses.causal import causal_lm_forward
-from lft.metrics import collection, generation_metrics, perplexity_metrics, update_generation
+from lft.metrics import (
+    GENERATION_METRICS,
+    collection,
+    generation_metrics,
+    perplexity_metrics,
+    update_generation,
+)
 from lft.precision import bf16_weights, fast_bf16
 from lft.prompt_states import PromptStates
 
@@ -41,6 +47,10 @@ class Generator:
             raise ConfigError("data.generate.num_beams and data.generate.max_new_tokens must be >= 1.")
         if self.cfg.get("bf16", "auto") not in ("auto", True, False):  # before any model loads
             raise ConfigError(f"data.generate.bf16={self.cfg.get('bf16')!r}: use auto, true or false.")
+        unknown = set(self.cfg.get("metrics") or []) - set(GENERATION_METRICS)
+        if unknown:
+            raise ConfigError(f"data.generate.metrics names {sorted(unknown)}; choose from {', '.join(GENERATION_METRICS)} "
+                              "(e.g. data.generate.metrics=[rouge,bleu]).")
 
     @property
     def enabled(self) -> bool:
@@ -149,7 +159,11 @@ def split_fields(batch: dict) -> tuple[dict, dict]:
 
 def text_metrics(generator):
     """Perplexity always; ROUGE/BLEU when the task generates during evaluation."""
-    gen = generation_metrics() if generator is None or generator.enabled else {}
+    gen = {}
+    if generator is None:
+        gen = generation_metrics()
+    elif generator.enabled:
+        gen = generation_metrics(generator.cfg.get("metrics") or GENERATION_METRICS[:2])
     return collection({**perplexity_metrics(), **gen})
 
 

@@ -6,6 +6,7 @@ members by name (`metrics["rouge1"].update(preds, refs)`), not the whole collect
 """
 
 import math
+import re
 
 import torch
 from rouge_score import rouge_scorer
@@ -13,6 +14,7 @@ from torchmetrics import Metric, MetricCollection
 from torchmetrics.text import SacreBLEUScore
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
+GENERATION_METRICS = ("rouge", "bleu", "accuracy")  # what generated text can be scored by (data.generate.metrics)
 
 
 class Perplexity(Metric):
@@ -57,13 +59,46 @@ class Rouge(Metric):
         return (self.total / self.count).float() if self.count else torch.tensor(math.nan)
 
 
+class LabelAccuracy(Metric):
+    """Share of generations whose first word is a reference's first word (any case, punctuation ignored):
+    classification scored on generated labels ("Positive." counts as "positive")."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("correct", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: list[str], references: list[list[str]]) -> None:
+        for pred, refs in zip(preds, references, strict=True):
+            self.correct += int(first_word(pred) in {first_word(r) for r in refs})
+            self.count += 1
+
+    def compute(self) -> torch.Tensor:
+        return (self.correct / self.count).float() if self.count else torch.tensor(math.nan)
+
+
+def first_word(text: str) -> str:
+    words = re.findall(r"\w+", text.lower())
+    return words[0] if words else ""
+
+
 def perplexity_metrics() -> dict[str, Metric]:
     return {"perplexity": Perplexity()}
 
 
-def generation_metrics() -> dict[str, Metric]:
-    """ROUGE-1/2/L and corpus BLEU (sacrebleu's 13a tokenizer; several references per prediction allowed)."""
-    return {**{key: Rouge(key) for key in ROUGE_KEYS}, "bleu": SacreBLEUScore()}
+def generation_metrics(kinds=GENERATION_METRICS) -> dict[str, Metric]:
+    """rouge: ROUGE-1/2/L; bleu: corpus BLEU (sacrebleu's 13a tokenizer; several references per prediction
+    allowed); accuracy: LabelAccuracy."""
+    out = {}
+    if "rouge" in kinds:
+        out.update({key: Rouge(key) for key in ROUGE_KEYS})
+    if "bleu" in kinds:
+        out["bleu"] = SacreBLEUScore()
+    if "accuracy" in kinds:
+        out["accuracy"] = LabelAccuracy()
+    return out
 
 
 def collection(metrics: dict[str, Metric]) -> MetricCollection:
@@ -72,5 +107,6 @@ def collection(metrics: dict[str, Metric]) -> MetricCollection:
 
 
 def update_generation(metrics: MetricCollection, preds: list[str], references: list[list[str]]) -> None:
-    for key in (*ROUGE_KEYS, "bleu"):
-        metrics[key].update(preds, references)
+    for key in (*ROUGE_KEYS, "bleu", "accuracy"):
+        if key in metrics:
+            metrics[key].update(preds, references)

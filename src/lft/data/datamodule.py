@@ -24,10 +24,22 @@ def row_lengths(split) -> list[int]:
     return [max(len(ids) for ids in row) for row in zip(*(split[c] for c in columns), strict=True)]
 
 
+def member_batches(members: list[int], batch_size: int) -> list[list[int]]:
+    """Consecutive rows cut into batches of at most batch_size that never cross a change of member."""
+    batches, start = [], 0
+    for end in range(1, len(members) + 1):
+        if end == len(members) or members[end] != members[start] or end - start == batch_size:
+            batches.append(list(range(start, end)))
+            start = end
+    return batches
+
+
 class EncodedDataModule(L.LightningDataModule):
     def __init__(self, splits: DatasetDict, collate_fn, batch_size: int, eval_batch_size: int, num_workers: int = 0,
                  *, seed: int = 0, group_by_length: bool = False, train_collate_fn=None,
-                 eval_order: Callable[[object], list[int]] | None = None):
+                 eval_order: Callable[[object], list[int]] | None = None,
+                 train_order: Callable[[torch.Generator, int], list[int]] | None = None,
+                 epoch_rows: int | None = None):
         super().__init__()
         self.splits = splits
         self.collate_fn = collate_fn
@@ -38,6 +50,8 @@ class EncodedDataModule(L.LightningDataModule):
         self.seed = seed
         self.group_by_length = group_by_length
         self.eval_order = eval_order
+        self.train_order = train_order  # None: every training row once per epoch, shuffled (mixtures: data/mixture.py)
+        self.epoch_rows = epoch_rows  # rows train_order yields per epoch (default: the split's size)
         self._ordered: dict[str, object] = {}  # evaluation splits in eval_order, computed once
         self.train_sampler: ResumableBatchSampler | None = None
         self._resume_at: tuple[int, int] | None = None
@@ -50,8 +64,9 @@ class EncodedDataModule(L.LightningDataModule):
         train = self.splits["train"]
         world_size, rank = self._world()
         lengths = row_lengths(train) if self.group_by_length else None
-        self.train_sampler = ResumableBatchSampler(len(train), self.batch_size, self.seed, lengths=lengths,
-                                                   num_replicas=world_size, rank=rank,
+        self.train_sampler = ResumableBatchSampler(self.epoch_rows or len(train), self.batch_size, self.seed,
+                                                   lengths=lengths, num_replicas=world_size, rank=rank,
+                                                   order=self.train_order,
                                                    current_epoch=self._trainer_epoch)
         if self._resume_at is not None:
             self.train_sampler.resume_at(*self._resume_at)
@@ -74,10 +89,13 @@ class EncodedDataModule(L.LightningDataModule):
     def _eval_loader(self, split: str) -> DataLoader:
         world_size, rank = self._world()
         data = self.eval_split(split)
+        common = {"collate_fn": self.collate_fn, "num_workers": self.num_workers,
+                  "persistent_workers": self.num_workers > 0, "generator": self._own_generator()}
+        if "member" in data.column_names:  # a mixture: a batch never mixes members (their fields differ)
+            return DataLoader(data, batch_sampler=member_batches(data["member"], self.eval_batch_size)[rank::world_size],
+                              **common)
         sampler = DistributedSampler(data, world_size, rank, shuffle=False) if world_size > 1 else None
-        return DataLoader(data, batch_size=self.eval_batch_size, sampler=sampler,
-                          collate_fn=self.collate_fn, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0, generator=self._own_generator())
+        return DataLoader(data, batch_size=self.eval_batch_size, sampler=sampler, **common)
 
     def _own_generator(self) -> torch.Generator:
         # Every iter(DataLoader) draws a worker seed; from the global RNG that draw would shift dropout after

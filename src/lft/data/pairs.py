@@ -44,11 +44,23 @@ def reference_columns(cfg, ds) -> list[str]:
 
 def row_references(cfg, columns: list[str], row: dict) -> list[str]:
     refs = [str(row[c]) for c in columns if row.get(c)]
-    return refs or [str(row[cfg.target_column])]
+    return refs or [target_text(cfg, row[cfg.target_column])]
 
 
 def row_target(cfg, columns: list[str], row: dict) -> str:
-    return str(row[cfg.target_column]) if cfg.target_column in row else row_references(cfg, columns, row)[0]
+    return target_text(cfg, row[cfg.target_column]) if cfg.target_column in row else row_references(cfg, columns, row)[0]
+
+
+def target_text(cfg, value) -> str:
+    """A target as text: integer class labels become their `data.target_names` word (classification as
+    instructions), anything else its string."""
+    names = cfg.get("target_names")
+    if names and isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value < len(names):
+            raise ConfigError(f"data.target_names={list(names)} has no name for label {value}; list one name per "
+                              "label, in label order.")
+        return str(names[value])
+    return str(value)
 
 
 def eval_fields(cfg, columns: list[str], row: dict, index: int, limit: int | None) -> dict:

@@ -19,6 +19,7 @@ Every task offers the same small surface, used by train() and the Lightning modu
   causal_lm        raw text, chunked into blocks                  CausalLMTask (raw-text mode), decoders only
   dpo              (prompt, chosen, rejected) -> policy            DpoTask (sigmoid DPO, IPO, SimPO), decoders
   reward           (prompt, chosen, rejected) -> one score         RewardTask (Bradley-Terry), encoder or decoder
+  mixture          several of the generative data configs above   MixtureTask (data/mixture.py: weighted draws)
 So one data config (e.g. `dialogsum`) trains flan-T5 and SmolLM2 alike; decoders read the same template.
 """
 
@@ -34,8 +35,12 @@ TASKS = {"classification": ClassificationTask, "seq2seq": Seq2SeqTask, "causal_l
 
 def build_task(data_cfg, model_cfg=None):
     name = data_cfg.get("task")
+    if name == "mixture":
+        from lft.tasks.mixture import MixtureTask
+
+        return MixtureTask(data_cfg, model_cfg)  # each member is built (and checked) by this function
     if name not in TASKS:
-        raise ConfigError(f"data.task={name!r} is unknown; choose one of {', '.join(TASKS)}.")
+        raise ConfigError(f"data.task={name!r} is unknown; choose one of {', '.join([*TASKS, 'mixture'])}.")
     if name in ("seq2seq", "causal_lm") and model_cfg is not None:
         task = _generative_task(name, data_cfg, model_cfg)
     else:

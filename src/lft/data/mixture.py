@@ -1,0 +1,112 @@
+"""Several data configs trained as one: member configs, mixing probabilities and each epoch's row order.
+
+A mixture's training split is its members' training rows side by side (member k owns rows offset_k ..
+offset_k + size_k - 1). Each epoch draws `epoch_rows` rows (default: all members' training rows together)
+member by member in proportion to the mixing probabilities, without replacement inside a pass over a member
+(a member drawn more often than it has rows starts a fresh shuffled pass), then shuffles them together. The
+draw depends on (seed, epoch) alone, so it is an `order` for the resumable sampler: exact resume, length
+grouping and data parallelism work unchanged.
+"""
+
+import math
+from collections.abc import Callable, Mapping
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from lft import CONFIG_DIR
+from lft.errors import ConfigError
+
+SAMPLING = ("weights", "proportional", "temperature")
+
+
+def data_config_names() -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml") if p.stem != "mixture")
+
+
+def load_data_config(name: str) -> DictConfig:
+    """conf/data/<name>.yaml with its defaults list merged (data configs extend one another: alpaca < dialogsum)."""
+    path = CONFIG_DIR / "data" / f"{name}.yaml"
+    if name == "mixture" or not path.exists():
+        raise ConfigError(f"data.mixture names {name!r}, which is not a data config; choose from "
+                          f"{', '.join(data_config_names())}.")
+    raw = OmegaConf.load(path)
+    defaults = list(raw.pop("defaults", None) or ["_self_"])
+    if "_self_" not in defaults:
+        defaults.append("_self_")
+    merged = OmegaConf.create()
+    for entry in defaults:
+        merged = OmegaConf.merge(merged, raw if entry == "_self_" else load_data_config(str(entry)))
+    return merged
+
+
+def member_configs(data_cfg) -> dict[str, DictConfig]:
+    """Each member's data config: conf/data/<name>.yaml, then `data.members.<name>` settings (null = keep),
+    then the mixture's batching and subset sizes (one loader serves every member)."""
+    weights = data_cfg.get("mixture") or {}
+    if not isinstance(weights, Mapping) or len(weights) < 1:
+        raise ConfigError("data.mixture must name at least one data config with a weight, e.g. "
+                          "data.mixture='{dialogsum: 0.6, alpaca: 0.4}'.")
+    check_weights(weights)
+    shared = {k: data_cfg[k] for k in ("batch_size", "eval_batch_size", "num_workers", "group_by_length", "packing",
+                                       "cache") if data_cfg.get(k) is not None}
+    out = {}
+    for name in weights:
+        cfg = load_data_config(str(name))
+        own = (data_cfg.get("members") or {}).get(name) or {}
+        own = {k: v for k, v in OmegaConf.to_container(own, resolve=True).items() if v is not None} \
+            if isinstance(own, DictConfig) else dict(own)
+        cfg = OmegaConf.merge(cfg, own, shared)
+        OmegaConf.resolve(cfg)
+        out[str(name)] = cfg
+    return out
+
+
+def check_weights(weights: Mapping[str, float]) -> None:
+    for name, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+            raise ConfigError(f"data.mixture.{name}={w!r}: weights must be positive numbers "
+                              "(e.g. data.mixture='{dialogsum: 0.6, alpaca: 0.4}').")
+
+
+def mixing_probabilities(weights: Mapping[str, float], sizes: Mapping[str, int], sampling: str,
+                         temperature: float = 1.0) -> dict[str, float]:
+    """weights: as given; proportional: by training rows; temperature: rows^(1/T) (T > 1 lifts small members)."""
+    if sampling not in SAMPLING:
+        raise ConfigError(f"data.sampling={sampling!r} must be one of {', '.join(SAMPLING)}.")
+    check_weights(weights)
+    if sampling == "weights":
+        raw = {name: float(w) for name, w in weights.items()}
+    elif sampling == "proportional":
+        raw = {name: float(sizes[name]) for name in weights}
+    else:
+        if not isinstance(temperature, (int, float)) or temperature <= 0:
+            raise ConfigError(f"data.temperature={temperature!r} must be a number > 0 (e.g. data.temperature=2).")
+        raw = {name: float(sizes[name]) ** (1.0 / temperature) for name in weights}
+    total = sum(raw.values())
+    return {name: w / total for name, w in raw.items()}
+
+
+def member_counts(probabilities: Mapping[str, float], epoch_rows: int) -> dict[str, int]:
+    """Rows per member in an epoch: probabilities x epoch_rows, rounded by largest remainder (sums exactly)."""
+    exact = {name: p * epoch_rows for name, p in probabilities.items()}
+    counts = {name: int(x) for name, x in exact.items()}
+    for name in sorted(exact, key=lambda n: exact[n] - counts[n], reverse=True)[: epoch_rows - sum(counts.values())]:
+        counts[name] += 1
+    return counts
+
+
+def mixture_order(offsets: Mapping[str, int], sizes: Mapping[str, int], counts: Mapping[str, int]
+                  ) -> Callable[[torch.Generator, int], list[int]]:
+    """The sampler's `order`: each member's drawn rows (global indices), shuffled together."""
+
+    def order(generator: torch.Generator, epoch: int) -> list[int]:
+        rows = []
+        for name, count in counts.items():
+            passes = -(-count // sizes[name])
+            local = torch.cat([torch.randperm(sizes[name], generator=generator) for _ in range(passes)])[:count]
+            rows.append(local + offsets[name])
+        rows = torch.cat(rows) if rows else torch.empty(0, dtype=torch.long)
+        return rows[torch.randperm(len(rows), generator=generator)].tolist()
+
+    return order

@@ -1,0 +1,123 @@
+"""Multi-task mixtures: mixing probabilities, each epoch's draw, per-member evaluation, refusals; classification
+as instructions scored by the generated label."""
+
+import json
+from collections import Counter
+
+import pytest
+import torch
+
+from lft.data.datamodule import member_batches
+from lft.data.mixture import member_counts, mixing_probabilities, mixture_order
+from lft.data.sampler import ResumableBatchSampler
+from lft.errors import ConfigError
+from lft.metrics import LabelAccuracy
+from lft.train import train
+
+
+def test_mixing_probabilities():
+    sizes = {"a": 900, "b": 100}
+    assert mixing_probabilities({"a": 3, "b": 1}, sizes, "weights") == {"a": 0.75, "b": 0.25}
+    assert mixing_probabilities({"a": 1, "b": 1}, sizes, "proportional") == pytest.approx({"a": 0.9, "b": 0.1})
+    hot = mixing_probabilities({"a": 1, "b": 1}, sizes, "temperature", temperature=2.0)
+    assert hot == pytest.approx({"a": 30 / 40, "b": 10 / 40})  # sqrt(900) : sqrt(100)
+    for bad in (0, -1, float("nan"), "x"):
+        with pytest.raises(ConfigError, match="weights must be positive numbers"):
+            mixing_probabilities({"a": 1, "b": bad}, sizes, "weights")
+
+
+def test_counts_sum_to_the_epoch_and_follow_the_probabilities():
+    counts = member_counts({"a": 0.6, "b": 0.3, "c": 0.1}, 101)
+    assert sum(counts.values()) == 101 and counts == {"a": 61, "b": 30, "c": 10}
+
+
+def test_draws_match_the_proportions_over_many_epochs():
+    """Member a has 50 rows, b 500: at 0.5/0.5 a is repeated (fresh passes), b subsampled; the draw is
+    reproducible, differs by epoch, and each epoch has exactly epoch_rows rows."""
+    sizes, offsets = {"a": 50, "b": 500}, {"a": 0, "b": 50}
+    counts = member_counts({"a": 0.5, "b": 0.5}, 200)
+    order = mixture_order(offsets, sizes, counts)
+    seen = Counter()
+    for epoch in range(50):
+        rows = order(torch.Generator().manual_seed(7 + epoch), epoch)
+        assert len(rows) == 200
+        member_a = [r for r in rows if r < 50]
+        assert len(member_a) == 100 and max(Counter(member_a).values()) == 2  # two full passes over a
+        seen.update("a" if r < 50 else "b" for r in rows)
+    assert seen["a"] / sum(seen.values()) == pytest.approx(0.5)
+    first = order(torch.Generator().manual_seed(7), 0)
+    assert first == order(torch.Generator().manual_seed(7), 0) != order(torch.Generator().manual_seed(8), 1)
+
+
+def test_sampler_epoch_length_is_epoch_rows_and_proportions_hold_in_batches():
+    sizes, offsets = {"a": 300, "b": 100}, {"a": 0, "b": 300}
+    counts = member_counts({"a": 0.2, "b": 0.8}, 1000)
+    sampler = ResumableBatchSampler(1000, 10, seed=3, order=mixture_order(offsets, sizes, counts),
+                                    lengths=[i % 37 for i in range(400)])
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 100
+    rows = [r for b in batches for r in b]
+    assert len(rows) == 1000 and sum(r >= 300 for r in rows) == 800
+
+
+def test_evaluation_batches_never_mix_members():
+    members = [0] * 5 + [1] * 3 + [2] * 9
+    batches = member_batches(members, 4)
+    assert [len(b) for b in batches] == [4, 1, 3, 4, 4, 1]
+    assert all(len({members[i] for i in b}) == 1 for b in batches)
+    assert sorted(i for b in batches for i in b) == list(range(len(members)))
+
+
+def test_label_accuracy_reads_the_first_word():
+    metric = LabelAccuracy()
+    metric.update(["Positive.", "negative review", "I think positive", ""], [["positive"], ["negative"],
+                                                                            ["positive"], ["negative"]])
+    assert metric.compute().item() == 0.5
+
+
+@pytest.fixture(scope="module")
+def mixture_data(tmp_path_factory):
+    """A raw-text file and IMDB-shaped sentiment rows (integer labels)."""
+    path = tmp_path_factory.mktemp("mixture")
+    (path / "text.txt").write_text("\n".join(f"line {i} of some plain text about the weather" for i in range(300)))
+    words = {0: "awful boring bad", 1: "great fun lovely"}
+    for split, n in (("train", 24), ("test", 12)):
+        with (path / f"{split}.jsonl").open("w") as f:
+            for i in range(n):
+                f.write(json.dumps({"text": f"review {i}: {words[i % 2]}", "label": i % 2}) + "\n")
+    return path
+
+
+def _mixture_cfg(make_cfg, model, pairs_data, mixture_data, mixture: str, *extra):
+    short = "{max_new_tokens: 4, val_samples: 4, test_samples: 4}"
+    return make_cfg("data=mixture", f"data.mixture={mixture}", f"model.name_or_path={model}",
+                    f"data.members.dialogsum.path={pairs_data}", f"data.members.text.path={mixture_data}/text.txt",
+                    f"data.members.imdb_instruct.path={mixture_data}", "data.batch_size=4", "data.eval_batch_size=4",
+                    f"+data.members.dialogsum.generate={short}", f"+data.members.imdb_instruct.generate={short}",
+                    "+data.members.text.block_size=16", "+data.members.dialogsum.max_source_length=64", *extra)
+
+
+def test_a_mixture_trains_and_reports_each_member(make_cfg, tiny_llama, pairs_data, mixture_data):
+    cfg = _mixture_cfg(make_cfg, tiny_llama, pairs_data, mixture_data, "{dialogsum: 2, text: 1, imdb_instruct: 1}",
+                       "trainer.limit_val_batches=100", "trainer.limit_test_batches=100",
+                       "data.monitor.metric=val/dialogsum/rouge1", "data.monitor.mode=max")
+    metrics = train(cfg)
+    for key in ("val/loss", "val/dialogsum/rouge1", "val/dialogsum/loss", "val/text/perplexity", "val/text/loss",
+                "val/imdb_instruct/accuracy", "test/dialogsum/bleu", "test/imdb_instruct/accuracy",
+                "best_val/dialogsum/rouge1"):
+        assert key in metrics, sorted(metrics)
+    assert 0 <= metrics["test/imdb_instruct/accuracy"] <= 1 and metrics["val/text/perplexity"] > 1
+    assert "val/text/rouge1" not in metrics  # raw text is scored by perplexity only
+
+
+@pytest.mark.parametrize(("mixture", "model", "message"), [
+    ("{dialogsum: 1, nosuch: 1}", "tiny_llama", "names 'nosuch', which is not a data config"),
+    ("{dialogsum: 1, alpaca: 0}", "tiny_llama", "weights must be positive numbers"),
+    ("{dialogsum: 1, imdb: 1}", "tiny_llama", "member 'imdb' is a classification data config"),
+    ("{dialogsum: 1, text: 1}", "tiny_t5", "needs a decoder-only model"),
+])
+def test_bad_mixtures_are_refused(make_cfg, request, pairs_data, mixture_data, mixture, model, message):
+    cfg = _mixture_cfg(make_cfg, request.getfixturevalue(model), pairs_data, mixture_data, mixture,
+                       "data.members.alpaca.path=unused")
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
