@@ -111,7 +111,7 @@ def test_a_mixture_trains_and_reports_each_member(make_cfg, tiny_llama, pairs_da
 
 
 @pytest.mark.parametrize(("mixture", "model", "message"), [
-    ("{dialogsum: 1, nosuch: 1}", "tiny_llama", "names 'nosuch', which is not a data config"),
+    ("{dialogsum: 1, nosuch: 1}", "tiny_llama", "'nosuch' is not a data config"),
     ("{dialogsum: 1, alpaca: 0}", "tiny_llama", "weights must be positive numbers"),
     ("{dialogsum: 1, imdb: 1}", "tiny_llama", "member 'imdb' is a classification data config"),
     ("{dialogsum: 1, text: 1}", "tiny_t5", "needs a decoder-only model"),

@@ -61,7 +61,9 @@ def train(cfg: DictConfig) -> dict:
         log.info("Compiled %d transformer blocks (torch.compile).", compile_blocks(model))
     module = FineTuneModule(model, task, instantiate(cfg.optimizer), cfg.scheduler)
 
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+    # The callbacks group, and groups that are one callback each (forgetting).
+    nodes = [*(cfg.get("callbacks") or {}).values(), cfg.get("forgetting")]
+    callbacks = [instantiate(c) for c in nodes if c and "_target_" in c]
     callbacks += strategy_callbacks(model)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg.get("logger")) or False,
                                      enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
@@ -108,6 +110,8 @@ def train(cfg: DictConfig) -> dict:
         log.info("Run folder: %s", run_dir.resolve())
         log.info("Metrics: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
     finish_loggers(trainer.loggers)
+    for callback in trainer.callbacks:  # a callback may fail a finished run (forgetting past its threshold)
+        getattr(callback, "check_run", lambda: None)()
     return metrics
 
 

@@ -28,7 +28,7 @@ def load_data_config(name: str) -> DictConfig:
     """conf/data/<name>.yaml with its defaults list merged (data configs extend one another: alpaca < dialogsum)."""
     path = CONFIG_DIR / "data" / f"{name}.yaml"
     if name == "mixture" or not path.exists():
-        raise ConfigError(f"data.mixture names {name!r}, which is not a data config; choose from "
+        raise ConfigError(f"{name!r} is not a data config (conf/data/<name>.yaml); choose from "
                           f"{', '.join(data_config_names())}.")
     raw = OmegaConf.load(path)
     defaults = list(raw.pop("defaults", None) or ["_self_"])
