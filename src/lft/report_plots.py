@@ -137,7 +137,10 @@ def plot_params(rows: list[dict], varying: list[str], key: str, lower: bool, out
         ys = [r["metrics"][key] for r in scored if name in r["overrides"]]
         ax.scatter(xs, ys, s=36, color="tab:blue", zorder=3, label="finished run")
         failed = [position[r["overrides"][name]] for r in unscored if name in r["overrides"]]
-        if failed:  # x in data units, y in axes units: along the bottom edge
+        if failed:  # x in data units, y in axes units: along the bottom edge, below every finished run
+            if ys:
+                low, high = ax.get_ylim()
+                ax.set_ylim(low - 0.15 * (high - low), high)
             ax.scatter(failed, [0.04] * len(failed), marker="x", s=50, color=FAILED_COLOR, zorder=4,
                        transform=ax.get_xaxis_transform(), label="failed / no value")
         ax.set_xlabel(short[name])
