@@ -109,6 +109,7 @@ def test_short_keys_and_values():
         "optimizer.lr": "optimizer.lr", "strategy.lr": "strategy.lr", "scheduler.name": "name"}
     assert short_keys(["optimizer.lr", "data.max_length"]) == {"optimizer.lr": "lr", "data.max_length": "max_length"}
     assert short_value("0.000123456789") == "0.000123" and short_value("16") == "16" and short_value("lora") == "lora"
+    assert short_value("/tmp/pytest-of-me/pytest-1/tiny_bert0/") == ".../tiny_bert0" and short_value("a/b") == "a/b"
 
 
 def test_resume_folders_inside_a_run_are_not_runs(tmp_path):

@@ -146,7 +146,10 @@ def collect(folders: list[Path]) -> list[dict]:
 # --- labels ------------------------------------------------------------------------------------------------------
 
 def short_value(value: str) -> str:
-    """Long floats from samplers (0.000123456789) as 3 significant digits; everything else as written."""
+    """Long floats from samplers (0.000123456789) as 3 significant digits, long paths as their last part
+    (.../name); everything else as written."""
+    if "/" in str(value) and len(str(value)) > 24 and str(value).strip("/"):
+        return ".../" + str(value).rstrip("/").rsplit("/", 1)[-1]
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -6,7 +6,6 @@ Figures grow with the number of runs and overrides; legends sit below the axes, 
 
 import csv
 import math
-import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -89,6 +88,15 @@ def plot_curves(rows: list[dict], metric: str, out: Path) -> Path | None:
     return out
 
 
+def clip(text: str, width: int = 20) -> str:
+    """A tick label at most width characters: a path keeps its end, anything else its start."""
+    if len(text) <= width:
+        return text
+    if "/" in text.rstrip("/"):
+        text = ".../" + text.rstrip("/").rsplit("/", 1)[-1]
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def as_numbers(values: list[str]) -> list[float] | None:
     try:
         numbers = [float(v) for v in values]
@@ -129,9 +137,10 @@ def plot_params(rows: list[dict], varying: list[str], key: str, lower: bool, out
         else:
             categories = list(dict.fromkeys(present))
             position = {v: float(i) for i, v in enumerate(categories)}
-            labels = [textwrap.shorten(short_value(c), 18, placeholder="…") for c in categories]
-            ax.set_xticks(range(len(categories)), labels, rotation=30 if sum(map(len, labels)) > 30 else 0,
-                          ha="right" if sum(map(len, labels)) > 30 else "center")
+            labels = [clip(short_value(c)) for c in categories]
+            crowded = sum(len(label) + 3 for label in labels) > 40  # ~10 tick characters an inch, 4 inches
+            ax.set_xticks(range(len(categories)), labels, rotation=30 if crowded else 0,
+                          ha="right" if crowded else "center")
             ax.set_xlim(-0.5, len(categories) - 0.5)
         xs = [position[r["overrides"][name]] for r in scored if name in r["overrides"]]
         ys = [r["metrics"][key] for r in scored if name in r["overrides"]]
