@@ -131,3 +131,12 @@ def test_report_of_single_runs_writes_no_params_plot(tmp_path):
 def test_report_without_runs_says_so(tmp_path):
     with pytest.raises(SystemExit):
         main([str(tmp_path)])
+
+
+def test_a_damaged_failed_json_is_reported_not_fatal(tmp_path):
+    fake_run(tmp_path, "0", ["optimizer.lr=1e-3"], {"val/accuracy": 0.8})
+    (fake_run(tmp_path, "1", ["optimizer.lr=1e-4"]) / "failed.json").write_text('{"error": "cut sh')
+    main([str(tmp_path)])
+    with (tmp_path / "report.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows[1]["state"] == "failed" and "failed.json unreadable" in rows[1]["error"]

@@ -122,15 +122,23 @@ def read_monitor(run: Path) -> tuple[str | None, str | None]:
     return None, None
 
 
+def read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as err:  # half-written or damaged: the row says so instead of the report failing
+        return {"error": f"{path.name} unreadable ({err})", "type": "ReportError"}
+    return value if isinstance(value, dict) else {}
+
+
 def read_run(run: Path) -> dict:
     overrides_file = run / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
     metrics_file, failed_file = run / "metrics.json", run / FAILED_FILE
     row = {"dir": str(run), "name": run.name, "overrides": parse_overrides(overrides), "metrics": {}, "error": ""}
     if metrics_file.is_file():  # a finished run (a failed run resumed to the end has both files)
-        row["state"], row["metrics"] = "finished", json.loads(metrics_file.read_text())
+        row["state"], row["metrics"] = "finished", read_json(metrics_file)
     elif failed_file.is_file():
-        failure = json.loads(failed_file.read_text())
+        failure = read_json(failed_file)
         row["state"] = "stopped" if failure.get("type") == "RunStopped" else "failed"
         row["error"] = f"{failure.get('type', 'Error')}: {failure.get('error', '')}".strip()
     else:
