@@ -1,27 +1,142 @@
+"""lft.report on hand-made run folders: labels from varying overrides, order, states, CSV and plots."""
+
+import csv
 import json
 
 import pytest
 import yaml
 
-from lft.report import main
+from lft.report import label_rows, lower_is_better, main, parse_overrides, short_keys, short_value
 
 
-def fake_run(root, name, overrides, accuracy):
+def fake_run(root, name, overrides, metrics=None, failed=None, curve=None, monitor=("val/accuracy", "max")):
+    """A run folder as lft.train leaves it: .hydra/overrides.yaml, config.yaml, and metrics.json or failed.json."""
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (run / "metrics.json").write_text(json.dumps({"test/accuracy": accuracy, "trainable_params": 10}))
+    (run / "config.yaml").write_text(yaml.safe_dump({"monitor": {"metric": monitor[0], "mode": monitor[1]}}))
+    if metrics is not None:
+        (run / "metrics.json").write_text(json.dumps({"trainable_params": 10, "fit_seconds": 1.5,
+                                                      "peak_rss_mb": 700.0, **metrics}))
+    if failed is not None:
+        (run / "failed.json").write_text(json.dumps({"error": failed, "type": "NonFiniteLossError", "traceback": ""}))
+    if curve:
+        (run / "csv").mkdir()
+        lines = ["epoch,step,train/loss,val/accuracy,val/loss"]
+        lines += [f"{i},{9 + 10 * i},,{acc},{1 - acc}" for i, acc in enumerate(curve)]
+        (run / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return run
 
 
-def test_report_tables_and_plots_a_sweep(tmp_path, capsys):
-    fake_run(tmp_path, "0", ["strategy=full"], 0.8)
-    fake_run(tmp_path, "1", ["strategy=lora"], 0.9)
+def grid(root):
+    """A 2x2 grid over lr and strategy with one failed and one still running job."""
+    common = ["trainer.max_epochs=2", "data=sentiment_sample"]
+    fake_run(root, "0", ["optimizer.lr=1e-4", "strategy=full", *common],
+             {"val/accuracy": 0.7, "best_val/accuracy": 0.75, "test/accuracy": 0.72}, curve=[0.6, 0.7])
+    fake_run(root, "1", ["optimizer.lr=1e-4", "strategy=lora", *common],
+             {"val/accuracy": 0.9, "best_val/accuracy": 0.9, "test/accuracy": 0.88}, curve=[0.8, 0.9])
+    fake_run(root, "2", ["optimizer.lr=1e30", "strategy=full", *common], failed="train/loss is nan at step 1")
+    fake_run(root, "3", ["optimizer.lr=1e30", "strategy=lora", *common])  # .hydra only: still running
+
+
+def test_report_lists_every_job_best_first_with_states_and_common_overrides(tmp_path, capsys):
+    grid(tmp_path)
     main([str(tmp_path)])
-    table = (tmp_path / "report.md").read_text().splitlines()
-    assert table[2].startswith("| strategy=lora | 0.9000") and table[3].startswith("| strategy=full | 0.8000")
-    assert (tmp_path / "report.png").stat().st_size > 1000
+    report = (tmp_path / "report.md").read_text()
+    assert "Common: trainer.max_epochs=2 data=sentiment_sample" in report
+    rows = [line for line in report.splitlines() if line.startswith("| ") and "---" not in line]
+    header, *rows = rows
+    assert header.startswith("| run | state | val/accuracy | best val/accuracy | test/accuracy | trainable params")
+    assert "error" in header
+    assert [r.split(" | ")[0] for r in rows] == ["| optimizer.lr=0.0001 strategy=lora", "| optimizer.lr=0.0001 strategy=full",
+                                                 "| optimizer.lr=1e+30 strategy=lora", "| optimizer.lr=1e+30 strategy=full"]
+    assert [r.split(" | ")[1] for r in rows] == ["finished", "finished", "running", "failed"]
+    assert "NonFiniteLossError: train/loss is nan at step 1" in rows[3]
+    assert "trainer.max_epochs" not in "".join(rows), "constant overrides are not repeated per row"
+
+    with (tmp_path / "report.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert [r["state"] for r in table] == ["finished", "finished", "running", "failed"]
+    assert table[0]["optimizer.lr"] == "1e-4" and table[0]["strategy"] == "lora"
+    assert float(table[0]["best_val/accuracy"]) == 0.9 and table[0]["fit_seconds"] == "1.5"
+    assert table[3]["error"].startswith("NonFiniteLossError") and table[2]["error"] == ""
+    for png in ("report_curves.png", "report_params.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / png).stat().st_size > 5000
+
+
+def test_lower_is_better_metrics_sort_ascending(tmp_path):
+    monitor = ("val/loss", "min")
+    fake_run(tmp_path, "0", ["optimizer.lr=1e-3"], {"val/loss": 0.5, "best_val/loss": 0.4}, monitor=monitor)
+    fake_run(tmp_path, "1", ["optimizer.lr=1e-4"], {"val/loss": 0.3, "best_val/loss": 0.2}, monitor=monitor)
+    fake_run(tmp_path, "2", ["optimizer.lr=1e-5"], {"val/loss": 0.9, "best_val/loss": 0.8}, monitor=monitor)
+    main([str(tmp_path)])
+    with (tmp_path / "report.csv").open() as f:
+        assert [r["optimizer.lr"] for r in csv.DictReader(f)] == ["1e-4", "1e-3", "1e-5"]
+    assert "val/loss (lower is better)" in (tmp_path / "report.md").read_text()
+    # An explicit metric and direction win over the monitor's.
+    main([str(tmp_path), "--metric", "val/loss", "--mode", "max"])
+    with (tmp_path / "report.csv").open() as f:
+        assert [r["optimizer.lr"] for r in csv.DictReader(f)][0] == "1e-5"
+
+
+def test_direction_from_monitor_mode_else_from_the_name():
+    assert lower_is_better("val/loss") and lower_is_better("test/perplexity") and lower_is_better("fit_seconds")
+    assert not lower_is_better("val/accuracy") and not lower_is_better("test/rouge1")
+    assert lower_is_better("best_val/reward", monitor="val/reward", mode="min")
+    assert not lower_is_better("test/loss", monitor="val/loss", mode="max")
+
+
+def test_labels_use_only_the_overrides_that_vary():
+    rows = [{"name": str(i), "overrides": parse_overrides(o)} for i, o in enumerate([
+        ["a=1", "b=x", "c=same", "hydra.job.chdir=true"],
+        ["a=2", "b=x", "c=same"],
+        ["a=1", "b=y", "c=same", "+d=extra"],
+    ])]
+    varying, common = label_rows(rows)
+    assert varying == ["a", "b", "d"] and common == {"c": "same"}
+    assert [r["label"] for r in rows] == ["a=1 b=x", "a=2 b=x", "a=1 b=y d=extra"]
+
+
+def test_identical_labels_are_told_apart_by_folder():
+    rows = [{"name": n, "overrides": {"seed": "1", "x": v}} for n, v in (("0", "1"), ("1", "1"), ("2", "2"))]
+    label_rows(rows)
+    assert [r["label"] for r in rows] == ["x=1 [0]", "x=1 [1]", "x=2"]
+
+
+def test_short_keys_and_values():
+    assert short_keys(["optimizer.lr", "strategy.lr", "scheduler.name"]) == {
+        "optimizer.lr": "optimizer.lr", "strategy.lr": "strategy.lr", "scheduler.name": "name"}
+    assert short_keys(["optimizer.lr", "data.max_length"]) == {"optimizer.lr": "lr", "data.max_length": "max_length"}
+    assert short_value("0.000123456789") == "0.000123" and short_value("16") == "16" and short_value("lora") == "lora"
+    assert short_value("/tmp/pytest-of-me/pytest-1/tiny_bert0/") == ".../tiny_bert0" and short_value("a/b") == "a/b"
+
+
+def test_resume_folders_inside_a_run_are_not_runs(tmp_path):
+    run = fake_run(tmp_path, "0", ["optimizer.lr=1e-3"], {"val/accuracy": 0.8})
+    (run / "resumes" / "2026-01-01_00-00-00" / ".hydra").mkdir(parents=True)
+    fake_run(tmp_path, "1", ["optimizer.lr=1e-4"], {"val/accuracy": 0.7})
+    main([str(tmp_path)])
+    with (tmp_path / "report.csv").open() as f:
+        assert [r["state"] for r in csv.DictReader(f)] == ["finished", "finished"]
+
+
+def test_report_of_single_runs_writes_no_params_plot(tmp_path):
+    run = fake_run(tmp_path, "run", [], {"val/accuracy": 0.8}, curve=[0.7, 0.8])
+    main([str(run), "--out", str(tmp_path / "out")])
+    assert (tmp_path / "out" / "report.md").exists() and (tmp_path / "out" / "report_curves.png").exists()
+    assert not (tmp_path / "out" / "report_params.png").exists(), "nothing varies"
 
 
 def test_report_without_runs_says_so(tmp_path):
     with pytest.raises(SystemExit):
         main([str(tmp_path)])
+
+
+def test_a_damaged_failed_json_is_reported_not_fatal(tmp_path):
+    fake_run(tmp_path, "0", ["optimizer.lr=1e-3"], {"val/accuracy": 0.8})
+    (fake_run(tmp_path, "1", ["optimizer.lr=1e-4"]) / "failed.json").write_text('{"error": "cut sh')
+    main([str(tmp_path)])
+    with (tmp_path / "report.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert rows[1]["state"] == "failed" and "failed.json unreadable" in rows[1]["error"]

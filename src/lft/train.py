@@ -3,16 +3,23 @@
 train(cfg) is plain Python (tests call it directly); main() is the thin Hydra wrapper that returns the
 monitored metric for sweepers, turns `resume=<run>` into that run's own config, and maps failures a user
 can act on to one message and an exit code.
+
+In a multirun (grid `-m`, Optuna, ...) a failing job must not end the sweep: any exception is written to
+`<job folder>/failed.json` ({"error", "type", "traceback"}) and main() returns None, which sweepers record as
+a failed trial; `python -m lft.report` lists such jobs as failed. A signal (RunStopped) still stops the sweep.
 """
 
+import json
 import logging
 import os
 import time
+import traceback
 from pathlib import Path
 
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
@@ -141,16 +148,15 @@ def best_checkpoint(trainer) -> ModelCheckpoint | None:
     return None
 
 
+FAILED_FILE = "failed.json"
+
+
 @hydra.main(config_path=str(CONFIG_DIR), config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
+    if in_multirun():
+        return sweep_job(cfg)
     try:
-        if cfg.get("resume"):
-            cfg = resume_config(cfg.resume, list(HydraConfig.get().overrides.task))
-        elif requeued(cfg.paths.output_dir):  # the same command again, after a preemption: continue the run
-            log.info("SLURM requeue (restart %s): continuing %s.", os.environ["SLURM_RESTART_COUNT"],
-                     cfg.paths.output_dir)
-            cfg = resume_config(cfg.paths.output_dir, [])
-        metrics = train(cfg)
+        return run(cfg)
     except ConfigError as err:
         log.error("%s", err)
         raise SystemExit(EXIT_BAD_INPUT) from None
@@ -160,7 +166,60 @@ def main(cfg: DictConfig) -> float | None:
     except RunStopped as err:
         log.warning("%s", err)
         raise SystemExit(EXIT_STOPPED) from None
-    return metrics.get(cfg.monitor.metric)
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Train (or continue) the run the config names; returns its monitored metric."""
+    if cfg.get("resume"):
+        cfg = resume_config(cfg.resume, list(HydraConfig.get().overrides.task))
+    elif requeued(cfg.paths.output_dir):  # the same command again, after a preemption: continue the run
+        log.info("SLURM requeue (restart %s): continuing %s.", os.environ["SLURM_RESTART_COUNT"],
+                 cfg.paths.output_dir)
+        cfg = resume_config(cfg.paths.output_dir, [])
+    return train(cfg).get(cfg.monitor.metric)
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def sweep_job(cfg: DictConfig) -> float | None:
+    """One job of a sweep: a failure is written to failed.json and returns None, so the sweep goes on."""
+    try:
+        return run(cfg)
+    except RunStopped as err:  # preempted: the whole sweep stops (the job is resumable, not failed)
+        log.warning("%s", err)
+        record_failure(err)
+        raise SystemExit(EXIT_STOPPED) from None
+    except Exception as err:
+        if isinstance(err, (ConfigError, NonFiniteLossError)):  # their message says what to fix
+            log.error("%s", err)
+        else:
+            log.exception("%s: %s", type(err).__name__, err)
+        path = record_failure(err)
+        log.error("This sweep job failed (%s)%s; the sweep goes on.", type(err).__name__,
+                  f", recorded in {path}" if path else "")
+        return None
+
+
+def record_failure(err: BaseException) -> Path | None:
+    if rank_zero_only.rank != 0:  # DDP: rank 0 owns the job folder
+        return None
+    try:
+        return write_failure(Path(HydraConfig.get().runtime.output_dir), err)
+    except OSError as write_err:
+        log.error("Could not write %s: %s", FAILED_FILE, write_err)
+        return None
+
+
+def write_failure(run_dir: Path, err: BaseException, lines: int = 30) -> Path:
+    """`<run_dir>/failed.json`: the error message, its class name and the traceback's last lines."""
+    tb = "".join(traceback.format_exception(err)).rstrip().splitlines()
+    path = Path(run_dir) / FAILED_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"error": str(err), "type": type(err).__name__, "traceback": "\n".join(tb[-lines:])},
+                               indent=2))
+    return path
 
 
 if __name__ == "__main__":
