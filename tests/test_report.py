@@ -140,3 +140,13 @@ def test_a_damaged_failed_json_is_reported_not_fatal(tmp_path):
     with (tmp_path / "report.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert rows[1]["state"] == "failed" and "failed.json unreadable" in rows[1]["error"]
+
+
+def test_retention_columns_sit_beside_the_task_metrics(tmp_path):
+    from lft.report import table_columns
+
+    rows = [{"metrics": {"val/loss": 1.0, "forgetting/text/perplexity_before": 9.0,
+                         "forgetting/text/perplexity_after": 9.5, "forgetting/text/perplexity_change": 0.5}}]
+    headers = [h for _, h in table_columns(rows, "val/loss", "val/loss")]
+    assert headers[0] == "val/loss"
+    assert {"text/perplexity before", "text/perplexity after", "text/perplexity change"} <= set(headers)

@@ -241,6 +241,10 @@ def table_columns(rows: list[dict], metric: str, monitor: str | None) -> list[tu
         wanted.append((f"best_{monitor}", f"best {monitor}"))
     wanted.append((f"best_{metric}", f"best {metric}"))
     wanted.append((f"test/{base_name(metric)}", f"test/{base_name(metric)}"))
+    # Retention (forgetting=...): each set's metric before and after training, beside the task's.
+    retention = sorted({k for r in rows for k in r["metrics"] if k.startswith("forgetting/")
+                        and k.rsplit("_", 1)[-1] in ("before", "after", "change")})
+    wanted += [(k, k.removeprefix("forgetting/").replace("_", " ")) for k in retention]
     wanted += RESOURCE_COLUMNS
     seen, columns = set(), []
     for key, header in wanted:
