@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from datasets import Dataset, DatasetDict
+from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from lft.data import wordnet as wordnet_module
@@ -152,6 +153,11 @@ def test_synonym_is_synonym_replacement_only():
 def test_unknown_columns_are_refused():
     with pytest.raises(ConfigError, match=r"augment\.columns: \['review'\] not in the train split"):
         augment_train(splits(), augment_cfg(columns=["review"]), ["text"], seed=0)
+
+
+def test_an_unknown_augmenter_lists_the_choices(make_cfg):
+    with pytest.raises(ConfigCompositionException, match="Available options in 'augment'"):
+        make_cfg("augment=back_translation")
 
 
 def test_missing_wordnet_names_the_install(monkeypatch):
