@@ -157,7 +157,7 @@ def test_unknown_columns_are_refused():
 
 def test_an_unknown_augmenter_lists_the_choices(make_cfg):
     with pytest.raises(ConfigCompositionException, match="Available options in 'augment'"):
-        make_cfg("augment=back_translation")
+        make_cfg("augment=backtranslation")
 
 
 def test_missing_wordnet_names_the_install(monkeypatch):
@@ -221,3 +221,45 @@ def test_train_with_eda_on_a_tiny_classifier(make_cfg, tiny_bert, caplog):
     assert re.search(rf"augment=eda changed {changed} of \d+ train rows", caplog.text)
     saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
     assert saved["augment/changed"] == changed and "test/accuracy" in saved
+
+
+# --- back-translation (a model rewrites rows) --------------------------------------------------------------------
+def back_translation(model: str, do_sample=False, p=0.5):
+    return OmegaConf.create({"name": "back_translation", "p": p, "model": model,
+                             "prompts": ["translate English to German: {text}", "translate German to English: {text}"],
+                             "generate": {"max_new_tokens": 6, "num_beams": 1, "do_sample": do_sample},
+                             "columns": None})
+
+
+@pytest.mark.parametrize("model", ["tiny_t5", "tiny_gpt2"])
+def test_back_translation_through_a_tiny_model(request, model):
+    import torch
+
+    cfg = back_translation(request.getfixturevalue(model), do_sample=True)
+    raw = splits(8)
+    state = torch.get_rng_state()
+    out, stats = augment_train(raw, cfg, ["text"], seed=0)
+    assert torch.equal(torch.get_rng_state(), state), "training's random state is untouched"
+    again, _ = augment_train(raw, cfg, ["text"], seed=0)
+    assert out["train"]["text"] == again["train"]["text"], "seeded per row"
+    for split in ("validation", "test"):
+        assert out[split]["text"] == raw[split]["text"]
+    changed = sum(a != b for a, b in zip(raw["train"]["text"], out["train"]["text"], strict=True))
+    assert stats["augment/changed"] == changed and 0 < changed < 8
+
+
+def test_back_translation_model_names_a_model_config():
+    from lft.data.back_translation import model_config
+
+    assert model_config("flan_t5_base").name_or_path == "google/flan-t5-base"
+    assert model_config("smollm2_135m").gguf_file
+    assert model_config("/some/folder").name_or_path == "/some/folder"
+    assert model_config("flan_t5_base").quantization is None
+
+
+def test_back_translation_settings_key_the_cache(make_cfg, tiny_bert):
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}")
+    tokenizer = load_tokenizer(cfg.model)
+    keys = {key(cfg, tokenizer, a) for a in (back_translation("flan_t5_base"), back_translation("gpt2"),
+                                             back_translation("gpt2", p=0.1), back_translation("gpt2", do_sample=True))}
+    assert len(keys) == 4 and key(cfg, tokenizer, None) not in keys

@@ -167,7 +167,7 @@ REFUSALS = [
             match=r"monitor\.metric=val/rouge1 is scored on generated text, but data\.generate\.val_samples=0"),
     # --- data augmentation (conf/augment) ---
     refusal("augment-unknown-name", "augment=eda", "augment.name=back_translate",
-            match=r"augment\.name='back_translate' is unknown; choose augment=none, eda or synonym"),
+            match=r"augment\.name='back_translate' is unknown; choose augment=none, eda, synonym or back_translation"),
     refusal("augment-p-over-1", "augment=eda", "augment.p=1.5",
             match=r"augment\.p=1\.5 must be a number in \[0, 1\] \(e\.g\. augment\.p=0\.5\)"),
     refusal("augment-p-negative", "augment=synonym", "augment.p=-0.1", match=r"augment\.p=-0\.1 must be a number in"),
@@ -177,6 +177,8 @@ REFUSALS = [
             match=r"augment=eda does not apply to data\.task=causal_lm: raw text is all target"),
     refusal("augment-on-preference-pairs", "data=hh_rlhf_harmless", "model.name_or_path={gpt2}", "augment=synonym",
             match=r"augment=synonym does not apply to data\.task=dpo: preference pairs compare two fixed answers"),
+    refusal("back-translation-prompt-without-text", "augment=back_translation", "augment.prompts=[paraphrase]",
+            match=r"augment\.prompts=\['paraphrase'\]: give a list of prompts that each contain \{text\}"),
     refusal("augment-unknown-key", "augment=eda", "+augment.rate=0.2",
             match=r"augment\.rate is not a setting lft reads"),
     # --- run folders ---

@@ -177,6 +177,12 @@ SETTINGS = [
     Setting("augment.alpha", number(0, 1, high_open=False), "0.1"),
     Setting("augment.columns", NULL | rule(lambda v: isinstance(v, list) and v != [] and all(
         isinstance(c, str) and c for c in v), "a non-empty list of column names"), "[text]"),
+    Setting("augment.model", TEXT, "flan_t5_base"),
+    Setting("augment.generate.max_new_tokens", integer(1), "128"),
+    Setting("augment.generate.num_beams", integer(1), "4"),
+    Setting("augment.generate.do_sample", BOOL, "true"),
+    Setting("augment.generate.temperature", number(0, low_open=True), "0.7"),
+    Setting("augment.generate.top_p", number(0, 1, low_open=True, high_open=False), "0.9"),
 ]
 
 # Groups whose keys only lft reads: a key no file of the group sets is a typo (added with +key=...).

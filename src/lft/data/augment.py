@@ -1,4 +1,5 @@
-"""Text augmentation of the training split, before tokenization: `augment=eda | synonym | none` (conf/augment/).
+"""Text augmentation of the training split, before tokenization: `augment=eda | synonym | back_translation | none`
+(conf/augment/). Back-translation (a model rewrites rows) is in lft/data/back_translation.py; EDA is here.
 
 EDA (Wei & Zou 2019, "Easy Data Augmentation"): each train row is changed with probability `augment.p`, by one
 operation drawn from `augment.operations`:
@@ -28,12 +29,13 @@ import random
 import re
 
 from datasets import DatasetDict
+from omegaconf import OmegaConf
 
 from lft.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-NAMES = ("none", "eda", "synonym")
+NAMES = ("none", "eda", "synonym", "back_translation")
 OPERATIONS = ("synonym", "insert", "swap", "delete")
 NEEDS_WORDNET = ("synonym", "insert")
 # Tasks whose input text can be augmented; the others learn from all of their text, or from fixed answer pairs.
@@ -67,8 +69,13 @@ def augment_settings(augment_cfg) -> dict | None:
     if not is_on(augment_cfg):
         return None
     columns = augment_cfg.get("columns")
-    return {"version": AUGMENT_VERSION, "name": augment_cfg.name, "p": augment_cfg.p, "alpha": augment_cfg.alpha,
-            "operations": operations(augment_cfg), "columns": list(columns) if columns else None}
+    common = {"version": AUGMENT_VERSION, "name": augment_cfg.name, "p": augment_cfg.p,
+              "columns": list(columns) if columns else None}
+    if augment_cfg.name == "back_translation":
+        generate = augment_cfg.get("generate")
+        return {**common, "model": augment_cfg.model, "prompts": list(augment_cfg.prompts),
+                "generate": OmegaConf.to_container(generate, resolve=True) if generate else None}
+    return {**common, "alpha": augment_cfg.alpha, "operations": operations(augment_cfg)}
 
 
 def check_augment(augment_cfg, data_task) -> None:
@@ -78,13 +85,26 @@ def check_augment(augment_cfg, data_task) -> None:
         return
     name = augment_cfg.get("name")
     if name not in NAMES:
-        raise ConfigError(f"augment.name={name!r} is unknown; choose augment=none, eda or synonym.")
+        raise ConfigError(f"augment.name={name!r} is unknown; choose augment=none, eda, synonym or back_translation.")
     if name == "none":
+        return
+    _check_task(name, data_task)
+    if name == "back_translation":
+        from lft.data.back_translation import check_back_translation
+
+        check_back_translation(augment_cfg)
         return
     unknown = [op for op in operations(augment_cfg) if op not in OPERATIONS]
     if unknown or not operations(augment_cfg):
         raise ConfigError(f"augment.operations={list(augment_cfg.get('operations') or [])}: use a non-empty list "
                           f"of {', '.join(OPERATIONS)}.")
+    if any(op in NEEDS_WORDNET for op in operations(augment_cfg)):
+        from lft.data.wordnet import wordnet_folder
+
+        wordnet_folder()
+
+
+def _check_task(name: str, data_task) -> None:
     if data_task not in TASKS:
         why = {"causal_lm": "raw text is all target (the model learns to write it), so edited words would teach "
                             "it errors",
@@ -92,10 +112,6 @@ def check_augment(augment_cfg, data_task) -> None:
                "reward": "preference pairs compare two fixed answers to one prompt"}.get(data_task, "")
         raise ConfigError(f"augment={name} does not apply to data.task={data_task}" + (f": {why}" if why else "")
                           + f"; it augments the input text of {' and '.join(TASKS)} data. Set augment=none.")
-    if any(op in NEEDS_WORDNET for op in operations(augment_cfg)):
-        from lft.data.wordnet import wordnet_folder
-
-        wordnet_folder()
 
 
 # --- the operations -----------------------------------------------------------------------------------------------
@@ -211,11 +227,15 @@ def row_rng(seed: int, index: int) -> random.Random:
     return random.Random(f"lft-augment/{seed}/{index}")
 
 
-def augment_row(row: dict, index: int, columns: list[str], augment_cfg, seed: int, wordnet) -> dict:
+def augment_row(row: dict, index: int, columns: list[str], augment_cfg, seed: int, wordnet=None,
+                translator=None) -> dict:
     """The row with its columns augmented (one operation for all of them), or unchanged (probability 1 - p)."""
     rng = row_rng(seed, index)
     if rng.random() >= augment_cfg.p:
         return row
+    if translator is not None:  # back-translation: the model rewrites each column
+        torch_seed = rng.getrandbits(63)
+        return {**row, **{c: translator(str(row[c]), torch_seed) for c in columns if row.get(c) is not None}}
     operation = rng.choice(operations(augment_cfg))
     return {**row, **{c: apply_operation(str(row[c]), operation, augment_cfg.alpha, rng, wordnet)
                       for c in columns if row.get(c) is not None}}
@@ -235,8 +255,12 @@ def augment_train(splits: DatasetDict, augment_cfg, columns: list[str | None], s
     if missing:
         raise ConfigError(f"augment.columns: {missing} not in the train split (columns: "
                           f"{', '.join(train.column_names)}); name input text columns, or set augment.columns=null.")
-    wordnet = None
-    if any(op in NEEDS_WORDNET for op in operations(augment_cfg)):
+    wordnet = translator = None
+    if augment_cfg.name == "back_translation":
+        from lft.data.back_translation import BackTranslator
+
+        translator = BackTranslator(augment_cfg)
+    elif any(op in NEEDS_WORDNET for op in operations(augment_cfg)):
         from lft.data.wordnet import load_wordnet
 
         wordnet = load_wordnet()
@@ -246,7 +270,7 @@ def augment_train(splits: DatasetDict, augment_cfg, columns: list[str | None], s
         out["_augmented"] = []
         for offset, index in enumerate(indices):
             row = {c: batch[c][offset] for c in columns}
-            new = augment_row(row, index, columns, augment_cfg, seed, wordnet)
+            new = augment_row(row, index, columns, augment_cfg, seed, wordnet, translator)
             for c in columns:
                 out[c].append(new[c])
             out["_augmented"].append(new != row)
@@ -259,7 +283,8 @@ def augment_train(splits: DatasetDict, augment_cfg, columns: list[str | None], s
                           new_fingerprint=hashlib.sha256(settings.encode()).hexdigest()[:16])
     changed = sum(augmented["_augmented"])
     splits = DatasetDict({**splits, "train": augmented.remove_columns("_augmented")})
-    log.info("augment=%s changed %d of %d train rows (p=%s, alpha=%s, operations=%s, columns=%s).",
-             augment_cfg.name, changed, len(train), augment_cfg.p, augment_cfg.alpha,
-             ",".join(operations(augment_cfg)), ",".join(columns))
+    how = f"model={augment_cfg.model}" if translator else \
+        f"alpha={augment_cfg.alpha}, operations={','.join(operations(augment_cfg))}"
+    log.info("augment=%s changed %d of %d train rows (p=%s, %s, columns=%s).", augment_cfg.name, changed, len(train),
+             augment_cfg.p, how, ",".join(columns))
     return splits, {"augment/changed": changed, "augment/train_rows": len(train)}
