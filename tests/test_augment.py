@@ -263,3 +263,10 @@ def test_back_translation_settings_key_the_cache(make_cfg, tiny_bert):
     keys = {key(cfg, tokenizer, a) for a in (back_translation("flan_t5_base"), back_translation("gpt2"),
                                              back_translation("gpt2", p=0.1), back_translation("gpt2", do_sample=True))}
     assert len(keys) == 4 and key(cfg, tokenizer, None) not in keys
+
+
+def test_train_with_back_translation_through_a_tiny_t5(make_cfg, tiny_bert, tiny_t5):
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "augment=back_translation", f"augment.model={tiny_t5}",
+                   "augment.p=0.1", "augment.generate.max_new_tokens=4")
+    metrics = train(cfg)
+    assert 0 < metrics["augment/changed"] <= metrics["augment/train_rows"] and "test/accuracy" in metrics

@@ -173,6 +173,8 @@ REFUSALS = [
     refusal("augment-p-negative", "augment=synonym", "augment.p=-0.1", match=r"augment\.p=-0\.1 must be a number in"),
     refusal("augment-unknown-operation", "augment=eda", "augment.operations=[synonym,shuffle]",
             match=r"augment\.operations=\['synonym', 'shuffle'\]: use a non-empty list of synonym, insert, swap"),
+    refusal("augment-no-operations", "augment=eda", "augment.operations=[]",
+            match=r"augment\.operations=\[\]: use a non-empty list of synonym, insert, swap, delete"),
     refusal("augment-on-raw-text", "data=english_quotes", "model.name_or_path={gpt2}", "augment=eda",
             match=r"augment=eda does not apply to data\.task=causal_lm: raw text is all target"),
     refusal("augment-on-preference-pairs", "data=hh_rlhf_harmless", "model.name_or_path={gpt2}", "augment=synonym",

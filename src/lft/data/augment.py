@@ -61,7 +61,9 @@ def is_on(augment_cfg) -> bool:
 
 
 def operations(augment_cfg) -> list[str]:
-    return list(augment_cfg.get("operations") or OPERATIONS)
+    """The EDA operations drawn from: augment.operations, all four when unset."""
+    ops = augment_cfg.get("operations")
+    return list(OPERATIONS) if ops is None else list(ops)
 
 
 def augment_settings(augment_cfg) -> dict | None:
