@@ -33,7 +33,7 @@ def test_every_config_file_composes_and_instantiates(make_cfg, group, option):
 
 def test_every_group_is_tested():
     assert {"model", "data", "strategy", "optimizer", "scheduler", "precision", "trainer", "logger",
-            "callbacks", "debug", "experiment"} <= set(GROUPS)
+            "callbacks", "debug", "experiment", "augment"} <= set(GROUPS)
     assert all(list((CONFIG_DIR / g).glob("*.yaml")) for g in GROUPS), "a config group is empty"
 
 

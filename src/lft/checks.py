@@ -5,6 +5,7 @@ from functools import cache
 import torch
 
 from lft.config_schema import check_schema
+from lft.data.augment import check_augment
 from lft.errors import ConfigError
 from lft.scale import check_engine
 from lft.schedulers import lr_lambda
@@ -34,6 +35,7 @@ def check_config(cfg) -> None:
         raise ConfigError(f"data.packing=true with strategy={cfg.strategy.name}: the virtual tokens it adds would be "
                           "shared by every packed document; set data.packing=false.")
     check_quantization(cfg)
+    check_augment(cfg.get("augment"), cfg.data.get("task"))
 
 
 def check_quantization(cfg) -> None:

@@ -176,10 +176,21 @@ SETTINGS = [
     Setting("strategy.dropout", number(0, 1), "0.1"),
     Setting("strategy.freeze_bottom_layers", integer(0) | NULL, "4"),
     Setting("strategy.num_virtual_tokens", integer(1), "20"),
+    # data augmentation (conf/augment)
+    Setting("augment.p", number(0, 1, high_open=False), "0.5"),
+    Setting("augment.alpha", number(0, 1, high_open=False), "0.1"),
+    Setting("augment.columns", NULL | rule(lambda v: isinstance(v, list) and v != [] and all(
+        isinstance(c, str) and c for c in v), "a non-empty list of column names"), "[text]"),
+    Setting("augment.model", TEXT, "flan_t5_base"),
+    Setting("augment.generate.max_new_tokens", integer(1), "128"),
+    Setting("augment.generate.num_beams", integer(1), "4"),
+    Setting("augment.generate.do_sample", BOOL, "true"),
+    Setting("augment.generate.temperature", number(0, low_open=True), "0.7"),
+    Setting("augment.generate.top_p", number(0, 1, low_open=True, high_open=False), "0.9"),
 ]
 
 # Groups whose keys only lft reads: a key no file of the group sets is a typo (added with +key=...).
-KEYED_GROUPS = ("data", "model", "scheduler", "strategy")
+KEYED_GROUPS = ("data", "model", "scheduler", "strategy", "augment")
 # Dicts whose keys are names, not settings (a mixture's members): their reader checks them.
 FREE_FORM = ("data.mixture", "data.members")
 # Groups whose keys are a class's arguments (`_target_`): the class's signature lists the valid ones.

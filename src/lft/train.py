@@ -60,7 +60,7 @@ def train(cfg: DictConfig) -> dict:
     # Data first: bad columns or labels fail before any weights load. Tokenized splits are cached under
     # paths.cache_dir (data.cache), so a second run with the same data and tokenizer skips tokenizing.
     tokenizer = load_tokenizer(cfg.model)
-    task = build_task(cfg.data, cfg.model)
+    task = build_task(cfg.data, cfg.model, augment=cfg.get("augment"))
     datamodule = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.get("cache_dir"))
     # A strategy may swap the task too (distillation wraps its loss with the teacher's).
     model, task = apply_strategy(task.build_model(cfg.model), cfg.strategy, task)
@@ -77,7 +77,7 @@ def train(cfg: DictConfig) -> dict:
     trainable, total = count_parameters(model)
     for logger in trainer.loggers:  # the whole resolved config, so dashboards can group and compare runs
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "trainable_params": trainable,
-                                "total_params": total})
+                                "total_params": total, **datamodule.stats})
     if trainer.is_global_zero and not resume:
         save_config(cfg, run_dir)
 
@@ -98,6 +98,7 @@ def train(cfg: DictConfig) -> dict:
         "trainable_params": trainable,
         "total_params": total,
         **peak_memory_mb(),
+        **datamodule.stats,  # what encoding counted, e.g. augment/changed
         **{k: float(v) for k, v in trainer.callback_metrics.items()},
     }
     if resume:

@@ -24,14 +24,16 @@ ENTRY_FILE = "entry.json"
 
 
 def cached_encoding(produce: Callable[[], tuple[DatasetDict, dict]], *, task: str, data_cfg, tokenizer, seed: int,
-                    cache_dir) -> tuple[DatasetDict, dict]:
+                    cache_dir, augment=None) -> tuple[DatasetDict, dict]:
     """produce() -> (encoded splits, JSON-able metadata), or both from the cache entry with the same key.
+
+    augment: the run's `augment` settings, which produce() applies to the train split (part of the key).
 
     No cache_dir, or data.cache=false: always produce(), and write nothing.
     """
     if not cache_dir or not data_cfg.get("cache", True):
         return produce()
-    key, parts = encoding_key(task, data_cfg, seed, tokenizer)
+    key, parts = encoding_key(task, data_cfg, seed, tokenizer, augment)
     entry = Path(cache_dir).expanduser() / FOLDER / key
     stored = _load(entry)
     if stored is not None:

@@ -36,12 +36,13 @@ def member_batches(members: list[int], batch_size: int) -> list[list[int]]:
 
 class EncodedDataModule(L.LightningDataModule):
     def __init__(self, splits: DatasetDict, collate_fn, batch_size: int, eval_batch_size: int, num_workers: int = 0,
-                 *, seed: int = 0, group_by_length: bool = False, train_collate_fn=None,
+                 *, seed: int = 0, group_by_length: bool = False, train_collate_fn=None, stats: dict | None = None,
                  eval_order: Callable[[object], list[int]] | None = None,
                  train_order: Callable[[torch.Generator, int], list[int]] | None = None,
                  epoch_rows: int | None = None):
         super().__init__()
         self.splits = splits
+        self.stats = dict(stats or {})  # what encoding counted for the run's metrics (e.g. augment/changed)
         self.collate_fn = collate_fn
         self.train_collate_fn = train_collate_fn or collate_fn  # e.g. packing, which evaluation does not use
         self.batch_size = batch_size

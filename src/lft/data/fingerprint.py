@@ -1,7 +1,7 @@
 """The tokenization cache's key: a hash of everything that can change what a task's encoding writes.
 
-It covers the task, the data settings that shape rows (not batching or training), the seed (it carves and
-subsets splits), each local data file's path, size and modification time (Hub data: its id and config), the
+It covers the task, the data settings that shape rows (not batching or training), the augmentation settings
+(`augment`, when on: augmented train rows differ), the seed (it carves and subsets splits, and seeds augmentation), each local data file's path, size and modification time (Hub data: its id and config), the
 tokenizer's full serialized state, and ENCODING_VERSION. Any doubt resolves towards a miss: unknown data keys
 are part of the key.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lft.data.augment import augment_settings
 from lft.data.sources import split_files
 
 # Bump when encoding code changes what it writes for the same inputs: older cache entries then miss.
@@ -28,10 +29,12 @@ TOKENIZER_FLAGS = ("padding_side", "truncation_side", "model_max_length", "split
                    "add_eos_token", "clean_up_tokenization_spaces")
 
 
-def encoding_key(task: str, data_cfg: DictConfig, seed: int, tokenizer) -> tuple[str, dict]:
-    """(sha256 hex digest, the readable parts it hashes)."""
+def encoding_key(task: str, data_cfg: DictConfig, seed: int, tokenizer, augment=None) -> tuple[str, dict]:
+    """(sha256 hex digest, the readable parts it hashes). augment=none adds nothing, so such keys stay as before."""
     parts = {"version": ENCODING_VERSION, "task": task, "seed": seed, "data": encoding_settings(data_cfg),
              "files": data_stamp(data_cfg), "tokenizer": tokenizer_stamp(tokenizer)}
+    if augment_settings(augment) is not None:
+        parts["augment"] = augment_settings(augment)
     return hashlib.sha256(_canonical(parts).encode()).hexdigest(), parts
 
 

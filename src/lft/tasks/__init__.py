@@ -5,6 +5,8 @@ Every task offers the same small surface, used by train() and the Lightning modu
   encode(tokenizer, seed, cache_dir=None) -> EncodedDataModule
                                                  load, validate and tokenize data (before any model loads);
                                                  with cache_dir, tokenized splits come from or go to its cache
+  augment                                        the run's `augment` settings (set by build_task): the
+                                                 train split's input text is augmented before tokenizing
   build_model(model_cfg) -> nn.Module
   head_modules(model) -> list[str]               modules a PEFT/freeze strategy keeps trainable
   metrics() -> torchmetrics.MetricCollection
@@ -23,6 +25,7 @@ Every task offers the same small surface, used by train() and the Lightning modu
 So one data config (e.g. `dialogsum`) trains flan-T5 and SmolLM2 alike; decoders read the same template.
 """
 
+from lft.data.augment import check_augment, is_on
 from lft.errors import ConfigError
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.classification import ClassificationTask
@@ -33,18 +36,22 @@ TASKS = {"classification": ClassificationTask, "seq2seq": Seq2SeqTask, "causal_l
          "dpo": DpoTask, "reward": RewardTask}
 
 
-def build_task(data_cfg, model_cfg=None):
+def build_task(data_cfg, model_cfg=None, augment=None):
+    """The task data_cfg names; augment (the run's `augment` settings) is applied when it encodes the train split."""
     name = data_cfg.get("task")
     if name == "mixture":
         from lft.tasks.mixture import MixtureTask
 
-        return MixtureTask(data_cfg, model_cfg)  # each member is built (and checked) by this function
+        return MixtureTask(data_cfg, model_cfg, augment)  # each member is built (and checked) by this function
     if name not in TASKS:
         raise ConfigError(f"data.task={name!r} is unknown; choose one of {', '.join([*TASKS, 'mixture'])}.")
     if name in ("seq2seq", "causal_lm") and model_cfg is not None:
         task = _generative_task(name, data_cfg, model_cfg)
     else:
         task = TASKS[name](data_cfg)
+    if is_on(augment):
+        check_augment(augment, name)
+        task.augment = augment
     if data_cfg.get("packing") and not isinstance(task, CausalLMTask):
         raise ConfigError(f"data.packing=true packs text for decoder-only LMs (data.task=seq2seq on a decoder, or "
                           f"causal_lm); it does not apply to {type(task).__name__}. Set data.packing=false "

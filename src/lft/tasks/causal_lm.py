@@ -16,6 +16,7 @@ from datasets import DatasetDict
 from torch import nn
 from transformers import AutoModelForCausalLM
 
+from lft.data.augment import augment_train
 from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule
 from lft.data.packing import PackingCollator, check_packing_isolates
@@ -40,7 +41,7 @@ from lft.generation import (
 )
 from lft.losses.causal import causal_lm_loss
 from lft.models import load_pretrained
-from lft.tasks.seq2seq import gen_limit
+from lft.tasks.seq2seq import gen_limit, source_columns
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -49,6 +50,7 @@ IGNORE = -100
 class CausalLMTask:
     name = "causal_lm"
     peft_task_type = "CAUSAL_LM"
+    augment = None  # the run's `augment` settings (build_task): prompt mode augments train prompts' columns
 
     def __init__(self, data_cfg):
         self.cfg = data_cfg
@@ -66,13 +68,14 @@ class CausalLMTask:
             self.prompts = self.prompt_builder(tokenizer)
             log.info("Prompt format: %s", "chat template" if self.prompts.chat else "plain template")
             self.generator = Generator(tokenizer, cfg.get("generate"), decoder_only=True)
-        encoded, _ = cached_encoding(lambda: (self._tokenize(tokenizer, seed), {}), task=type(self).__name__,
-                                     data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir)
+        encoded, metadata = cached_encoding(lambda: self._tokenize(tokenizer, seed), task=type(self).__name__,
+                                            data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir,
+                                            augment=self.augment)
         packing = PackingCollator(tokenizer.pad_token_id) if cfg.get("packing") else None
         return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
                                  cfg.get("num_workers", 0), seed=seed,
                                  group_by_length=cfg.get("group_by_length", True), train_collate_fn=packing,
-                                 eval_order=generation_order)
+                                 eval_order=generation_order, stats=metadata.get("stats"))
 
     def prompt_builder(self, tokenizer) -> PromptBuilder:
         cfg = self.cfg
@@ -80,12 +83,14 @@ class CausalLMTask:
         return PromptBuilder(template, tokenizer, cfg.get("max_source_length"),
                              chat=chat_enabled(cfg.get("chat_template", "auto"), tokenizer), decoder=True)
 
-    def _tokenize(self, tokenizer, seed: int) -> DatasetDict:
-        return self._encode_raw(tokenizer, seed) if self.raw_text else self._encode_prompts(tokenizer, seed)
+    def _tokenize(self, tokenizer, seed: int) -> tuple[DatasetDict, dict]:
+        """(encoded splits, {"stats": ...}); raw text is never augmented (lft.checks refuses it)."""
+        return (self._encode_raw(tokenizer, seed), {}) if self.raw_text else self._encode_prompts(tokenizer, seed)
 
-    def _encode_prompts(self, tokenizer, seed: int) -> DatasetDict:
+    def _encode_prompts(self, tokenizer, seed: int) -> tuple[DatasetDict, dict]:
         cfg, prompts = self.cfg, self.prompts
-        splits, _ = load_pairs(cfg, seed)
+        splits, template = load_pairs(cfg, seed)
+        splits, stats = augment_train(splits, self.augment, source_columns(cfg, template, splits["train"]), seed)
         eos = _eos_ids(tokenizer)
         limits = {"validation": gen_limit(cfg, "val_samples"), "test": gen_limit(cfg, "test_samples")}
         train_on_inputs = bool(cfg.get("train_on_inputs", False))
@@ -113,7 +118,8 @@ class CausalLMTask:
 
             return map_rows(ds, encode_rows, desc=f"Tokenizing {split}")
 
-        return limit_long_targets(cfg, DatasetDict({s: encode_split(s, ds) for s, ds in splits.items()}))
+        encoded = limit_long_targets(cfg, DatasetDict({s: encode_split(s, ds) for s, ds in splits.items()}))
+        return encoded, {"stats": stats}
 
     def _encode_raw(self, tokenizer, seed: int) -> DatasetDict:
         cfg = self.cfg

@@ -9,6 +9,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
+from lft.data.augment import augment_train
 from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule
 from lft.data.sources import load_splits, require_columns
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 class ClassificationTask:
     name = "classification"
     peft_task_type = "SEQ_CLS"
+    augment = None  # the run's `augment` settings (build_task): applied to the train split before tokenizing
 
     def __init__(self, data_cfg):
         self.cfg = data_cfg
@@ -34,14 +36,16 @@ class ClassificationTask:
     def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> EncodedDataModule:
         cfg = self.cfg
         encoded, metadata = cached_encoding(lambda: self._tokenize(tokenizer, seed), task=type(self).__name__,
-                                            data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir)
+                                            data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir,
+                                            augment=self.augment)
         self.label_names = metadata["label_names"]  # from the data when the config names none
         collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
         return EncodedDataModule(encoded, collate, cfg.batch_size, cfg.eval_batch_size, cfg.get("num_workers", 0),
-                                 seed=seed, group_by_length=cfg.get("group_by_length", True))
+                                 seed=seed, group_by_length=cfg.get("group_by_length", True),
+                                 stats=metadata.get("stats"))
 
     def _tokenize(self, tokenizer, seed: int) -> tuple[DatasetDict, dict]:
-        """Load and check the splits, then tokenize them: (encoded splits, {"label_names": [...]})."""
+        """Load and check the splits, augment train, then tokenize: (encoded splits, {"label_names", "stats"})."""
         cfg = self.cfg
         splits = load_splits(cfg, seed)
         require_columns(splits, {"text_column": cfg.text_column, "text_pair_column": cfg.get("text_pair_column"),
@@ -49,6 +53,7 @@ class ClassificationTask:
         names = resolve_label_names(cfg, splits["train"])
         label_ids = label_index(cfg, names, splits)
         check_train_classes(cfg, names, splits["train"], label_ids)
+        splits, stats = augment_train(splits, self.augment, [cfg.text_column, cfg.get("text_pair_column")], seed)
 
         def tokenize(batch):
             pair = batch[cfg.text_pair_column] if cfg.get("text_pair_column") else None
@@ -58,7 +63,7 @@ class ClassificationTask:
 
         encoded = splits.map(tokenize, batched=True, remove_columns=splits["train"].column_names,
                              desc="Tokenizing")
-        return encoded, {"label_names": names}
+        return encoded, {"label_names": names, "stats": stats}
 
     # --- model --------------------------------------------------------------------------------
     def build_model(self, model_cfg) -> nn.Module:

@@ -42,7 +42,7 @@ class MemberMetrics(Mapping):
 
 
 class MixtureTask:
-    def __init__(self, data_cfg, model_cfg):
+    def __init__(self, data_cfg, model_cfg, augment=None):
         from lft.tasks import build_task
 
         self.cfg = data_cfg
@@ -52,7 +52,7 @@ class MixtureTask:
                 raise ConfigError(f"data.mixture member {name!r} is a {cfg.get('task')} data config; mixtures train "
                                   "text generation (seq2seq or causal_lm data). Classification joins as instructions: "
                                   "use data config imdb_instruct (or write one like it).")
-            self.members[name] = build_task(cfg, model_cfg)
+            self.members[name] = build_task(cfg, model_cfg, augment=augment)
         kinds = {name: type(task).__name__ for name, task in self.members.items()}
         if len(set(kinds.values())) > 1:
             raise ConfigError(f"data.mixture members need the same kind of model, but they are trained as "
@@ -83,11 +83,16 @@ class MixtureTask:
                      for k, n in enumerate(self.names)]
             splits[split] = concatenate_datasets(aligned(parts))
         first = modules[self.names[0]]
+        stats = {}  # what the members' encodings counted (augment/changed), summed
+        for m in modules.values():
+            for key, value in m.stats.items():
+                stats[key] = stats.get(key, 0) + value
         return EncodedDataModule(splits, first.collate_fn, self.cfg.batch_size, self.cfg.eval_batch_size,
                                    self.cfg.get("num_workers", 0), seed=seed,
                                    group_by_length=self.cfg.get("group_by_length", True),
                                    train_collate_fn=first.train_collate_fn,
-                                   train_order=mixture_order(offsets, sizes, counts), epoch_rows=epoch_rows)
+                                   train_order=mixture_order(offsets, sizes, counts), epoch_rows=epoch_rows,
+                                   stats=stats)
 
     # --- model --------------------------------------------------------------------------------
     def build_model(self, model_cfg):

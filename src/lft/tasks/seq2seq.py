@@ -9,6 +9,7 @@ from datasets import DatasetDict
 from torch import nn
 from transformers import AutoModelForSeq2SeqLM
 
+from lft.data.augment import augment_train
 from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule
 from lft.data.pairs import (
@@ -34,6 +35,7 @@ from lft.models import load_pretrained
 class Seq2SeqTask:
     name = "seq2seq"
     peft_task_type = "SEQ_2_SEQ_LM"
+    augment = None  # the run's `augment` settings (build_task): applied to train sources before tokenizing
 
     def __init__(self, data_cfg):
         self.cfg = data_cfg
@@ -44,16 +46,18 @@ class Seq2SeqTask:
         cfg = self.cfg
         prompts = self.prompt_builder(tokenizer)
         self.generator = Generator(tokenizer, cfg.get("generate"), decoder_only=False)
-        encoded, _ = cached_encoding(lambda: (self._tokenize(tokenizer, seed, prompts), {}), task=type(self).__name__,
-                                     data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir)
+        encoded, metadata = cached_encoding(lambda: self._tokenize(tokenizer, seed, prompts), task=type(self).__name__,
+                                            data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir,
+                                            augment=self.augment)
         return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
-                                 cfg.get("num_workers", 0),
-                                 seed=seed, group_by_length=cfg.get("group_by_length", True),
+                                 cfg.get("num_workers", 0), seed=seed,
+                                 group_by_length=cfg.get("group_by_length", True), stats=metadata.get("stats"),
                                  eval_order=generation_order)
 
-    def _tokenize(self, tokenizer, seed: int, prompts: PromptBuilder) -> DatasetDict:
+    def _tokenize(self, tokenizer, seed: int, prompts: PromptBuilder) -> tuple[DatasetDict, dict]:
         cfg = self.cfg
-        splits, _ = load_pairs(cfg, seed)
+        splits, template = load_pairs(cfg, seed)
+        splits, stats = augment_train(splits, self.augment, source_columns(cfg, template, splits["train"]), seed)
         limits = {"validation": gen_limit(cfg, "val_samples"), "test": gen_limit(cfg, "test_samples")}
 
         def encode_split(split, ds):
@@ -75,7 +79,8 @@ class Seq2SeqTask:
 
             return map_rows(ds, encode_rows, desc=f"Tokenizing {split}")
 
-        return limit_long_targets(cfg, DatasetDict({s: encode_split(s, ds) for s, ds in splits.items()}))
+        encoded = limit_long_targets(cfg, DatasetDict({s: encode_split(s, ds) for s, ds in splits.items()}))
+        return encoded, {"stats": stats}
 
     def prompt_builder(self, tokenizer) -> PromptBuilder:
         template = get_template(self.cfg.get("template"), self.cfg.get("source_column"))
@@ -100,6 +105,12 @@ class Seq2SeqTask:
 
     def take_samples(self) -> list[dict]:
         return self.generator.take_samples() if self.generator else []
+
+
+def source_columns(cfg, template, train) -> list[str]:
+    """The columns the template reads, less the target and reference columns: what augmentation may change."""
+    targets = {cfg.target_column, *reference_columns(cfg, train)}
+    return [c for c in template.columns() if c not in targets]
 
 
 def gen_limit(cfg, key: str) -> int | None:
