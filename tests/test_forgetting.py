@@ -26,10 +26,13 @@ def _cfg(make_cfg, tiny_llama, pairs_data, text_file, *extra):
 
 
 def test_retention_before_and_after_match_a_direct_evaluation(make_cfg, tiny_llama, pairs_data, text_file):
-    cfg = _cfg(make_cfg, tiny_llama, pairs_data, text_file, "callbacks=none")
+    earlier_task = f"+forgetting.retention.dialogsum={{path: {pairs_data}, test_size: 4, max_source_length: 64}}"
+    cfg = _cfg(make_cfg, tiny_llama, pairs_data, text_file, "callbacks=none", earlier_task)
     metrics = train(cfg)
     run = Path(cfg.paths.output_dir)
-    report = json.loads((run / "forgetting.json").read_text())["text"]["perplexity"]
+    sets = json.loads((run / "forgetting.json").read_text())
+    assert {"rouge1", "perplexity"} <= set(sets["dialogsum"])  # an earlier task keeps its own metrics
+    report = sets["text"]["perplexity"]
     assert report["change"] == pytest.approx(report["after"] - report["before"])
     assert report["after"] != report["before"]  # 4 steps at a high lr moved the weights
     saved = json.loads((run / "metrics.json").read_text())
