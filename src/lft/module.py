@@ -1,5 +1,6 @@
 """The one LightningModule: a Hugging Face model, a task (loss and metrics), an optimizer and a schedule."""
 
+import time
 from functools import partial
 
 import lightning as L
@@ -25,6 +26,14 @@ class FineTuneModule(L.LightningModule):
         self.strict_loading = False
         # Generated rows of the last evaluation per stage (generative tasks), for lft.evaluate.
         self.samples: dict[str, list[dict]] = {}
+        self.train_loop_seconds = 0.0  # the training loop alone (fit minus setup and teardown), for metrics.json
+        self._loop_start = 0.0
+
+    def on_train_start(self):
+        self._loop_start = time.perf_counter()
+
+    def on_train_end(self):
+        self.train_loop_seconds += time.perf_counter() - self._loop_start
 
     def training_step(self, batch, batch_idx):
         loss = self.task.loss(self.model, batch)

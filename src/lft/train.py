@@ -93,6 +93,7 @@ def train(cfg: DictConfig) -> dict:
                          f"`python -m lft.train resume={run_dir}`.") from None
     metrics = {
         "fit_seconds": round(time.perf_counter() - start, 1),
+        "train_loop_seconds": round(module.train_loop_seconds, 2),
         "epochs": trainer.current_epoch,
         "optimizer_steps": trainer.global_step,
         "trainable_params": trainable,
