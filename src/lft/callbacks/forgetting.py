@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lft.errors import ConfigError
 
@@ -43,7 +43,7 @@ class ForgettingCheck(Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         """Load and encode every retention set before the first step (a set that does not load stops the run)."""
-        from lft.data.mixture import load_data_config
+        from lft.data.mixture import data_config
         from lft.models import load_tokenizer
         from lft.tasks import build_task
 
@@ -51,10 +51,8 @@ class ForgettingCheck(Callback):
             return
         tokenizer = load_tokenizer(self.model_cfg)
         for name, settings in self.retention.items():
-            own = OmegaConf.to_container(settings, resolve=True) if isinstance(settings, DictConfig) else settings
             try:
-                cfg = OmegaConf.merge(load_data_config(str(name)), {k: v for k, v in (own or {}).items() if v is not None})
-                task = build_task(cfg, self.model_cfg)
+                task = build_task(data_config(str(name), settings), self.model_cfg)
                 data = task.encode(tokenizer, self.seed, cache_dir=self.cache_dir)
             except (ConfigError, OSError) as err:
                 raise ConfigError(f"forgetting.retention.{name} does not load: {err}") from None

@@ -40,9 +40,15 @@ def load_data_config(name: str) -> DictConfig:
     return merged
 
 
+def data_config(name: str, settings=None) -> DictConfig:
+    """A named data config with some of its settings changed (null values keep the config's)."""
+    own = OmegaConf.to_container(settings, resolve=True) if isinstance(settings, DictConfig) else dict(settings or {})
+    return OmegaConf.merge(load_data_config(name), {k: v for k, v in own.items() if v is not None})
+
+
 def member_configs(data_cfg) -> dict[str, DictConfig]:
     """Each member's data config: conf/data/<name>.yaml, then `data.members.<name>` settings (null = keep),
-    then the mixture's batching and subset sizes (one loader serves every member)."""
+    then the mixture's batching settings (one loader serves every member)."""
     weights = data_cfg.get("mixture") or {}
     if not isinstance(weights, Mapping) or len(weights) < 1:
         raise ConfigError("data.mixture must name at least one data config with a weight, e.g. "
@@ -52,11 +58,7 @@ def member_configs(data_cfg) -> dict[str, DictConfig]:
                                        "cache") if data_cfg.get(k) is not None}
     out = {}
     for name in weights:
-        cfg = load_data_config(str(name))
-        own = (data_cfg.get("members") or {}).get(name) or {}
-        own = {k: v for k, v in OmegaConf.to_container(own, resolve=True).items() if v is not None} \
-            if isinstance(own, DictConfig) else dict(own)
-        cfg = OmegaConf.merge(cfg, own, shared)
+        cfg = OmegaConf.merge(data_config(str(name), (data_cfg.get("members") or {}).get(name)), shared)
         OmegaConf.resolve(cfg)
         out[str(name)] = cfg
     return out
