@@ -58,24 +58,53 @@ def save_base_config(model: PeftModel, out: Path) -> None:
 MERGEABLE = ("LORA", "ADALORA", "IA3")
 
 
-def load_run_model(run_dir, merge: bool = False, dequantize: bool = False):
-    """The trained model of a run folder: `model/` as saved, or the base + `adapter/` (merged when merge=True).
+def load_run_model(run_dir, build=None, merge: bool | str = False, dequantize: bool = False):
+    """The trained model of a run folder: `model/` as saved, or its base + `adapter/`. The one loader of run weights.
 
-    dequantize=True loads a k-bit run's base in full precision (what a merged export needs).
+    build: model config -> model, the task's build_model (evaluate, generate: the task's pad and generation settings
+    apply, from the run's own model config); None rebuilds the saved architecture alone (export, a distillation
+    teacher), quantizing a k-bit run's base again, or loading it in full precision with dequantize=True.
+    merge: True merges the adapter into the base (refused for adapters that cannot merge); "auto" merges where peft
+    can (faster inference) and keeps the others (prompt tuning) as peft models.
     """
     run_dir = Path(run_dir)
     if (run_dir / "model").is_dir():
-        return model_class(AutoConfig.from_pretrained(run_dir / "model")).from_pretrained(run_dir / "model")
+        if build is None:
+            return model_class(AutoConfig.from_pretrained(run_dir / "model")).from_pretrained(run_dir / "model")
+        return build(OmegaConf.merge(run_model_config(run_dir), {"name_or_path": str(run_dir / "model"),
+                                                                 "gguf_file": None}))
     adapter = run_dir / "adapter"
     if not (adapter / "adapter_config.json").exists():
-        raise ConfigError(f"{run_dir} is not a finished lft run: it has neither model/ nor adapter/adapter_config.json.")
+        raise ConfigError(f"{run_dir} is not a finished lft run: it has neither model/ nor adapter/adapter_config.json; "
+                          "did the training run finish?")
     peft_config = PeftConfig.from_pretrained(adapter)
-    if merge and peft_config.peft_type.value not in MERGEABLE:
+    mergeable = peft_config.peft_type.value in MERGEABLE
+    if merge is True and not mergeable:
         raise ConfigError(
             f"merge=true: a {peft_config.peft_type.value} adapter ({run_dir}) adds virtual tokens, not weight deltas, "
             f"so it cannot merge into the base; only {', '.join(MERGEABLE)} can. Export it with merge=false and load "
             "it with peft (PeftModel.from_pretrained)."
         )
+    base = build(run_model_config(run_dir)) if build else saved_base(run_dir, adapter, peft_config, dequantize)
+    model = PeftModel.from_pretrained(base, adapter)
+    return model.merge_and_unload() if merge and mergeable else model
+
+
+def load_trained_model(task, model_cfg, run_dir=None):
+    """What evaluate and generate score: the base model (run_dir=None) or the run's weights, built by the task."""
+    if run_dir is None:
+        return task.build_model(model_cfg)
+    return load_run_model(run_dir, build=task.build_model, merge="auto")
+
+
+def run_model_config(run_dir: Path) -> DictConfig:
+    if not (run_dir / "config.yaml").exists():
+        raise ConfigError(f"{run_dir} has no config.yaml, so its base model is unknown; is it an lft run folder?")
+    return load_run_config(run_dir).model
+
+
+def saved_base(run_dir: Path, adapter: Path, peft_config, dequantize: bool):
+    """An adapter's base rebuilt from the architecture saved with the adapter (no task needed)."""
     config = AutoConfig.from_pretrained(adapter)
     quantization = getattr(config, "quantization_config", None)
     if quantization is not None:
@@ -83,10 +112,8 @@ def load_run_model(run_dir, merge: bool = False, dequantize: bool = False):
         del config.quantization_config
         quantization = None if dequantize else BitsAndBytesConfig.from_dict(
             quantization if isinstance(quantization, dict) else quantization.to_dict())
-    base = model_class(config).from_pretrained(base_path(run_dir, peft_config), config=config,
+    return model_class(config).from_pretrained(base_path(run_dir, peft_config), config=config,
                                                quantization_config=quantization)
-    model = PeftModel.from_pretrained(base, adapter)
-    return model.merge_and_unload() if merge else model
 
 
 def base_path(run_dir: Path, peft_config) -> str:
@@ -119,17 +146,3 @@ def load_run_config(run_dir) -> DictConfig:
     if not path.exists():
         raise ConfigError(f"run={str(run_dir)!r}: no config.yaml there; give a run folder written by lft.train.")
     return OmegaConf.load(path)
-
-
-def load_trained_model(task, model_cfg, run_dir=None):
-    """The base model (run_dir=None), base + the run's adapter (merged for speed where peft can), or full weights."""
-    if run_dir is None:
-        return task.build_model(model_cfg)
-    run = Path(run_dir)
-    if (run / "adapter").is_dir():
-        model = PeftModel.from_pretrained(task.build_model(model_cfg), run / "adapter")
-        return model.merge_and_unload() if model.active_peft_config.peft_type.value in MERGEABLE else model
-    if (run / "model").is_dir():
-        full = OmegaConf.merge(model_cfg, {"name_or_path": str(run / "model"), "gguf_file": None})
-        return task.build_model(full)
-    raise ConfigError(f"run={str(run_dir)!r} holds no adapter/ or model/ folder; did the training run finish?")

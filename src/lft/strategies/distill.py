@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from peft import PeftConfig, PeftModel
+from peft import PeftModel
 from transformers import AutoConfig, AutoTokenizer
 
 from lft.errors import ConfigError
 from lft.models import is_quantized, resolve_model_path
-from lft.run_folder import MERGEABLE, load_run_model, model_class
+from lft.run_folder import load_run_model, model_class
 from lft.strategies.freeze import find_layers
 
 log = logging.getLogger(__name__)
@@ -103,10 +103,8 @@ def load_teacher(source: str):
     """(model, folder holding its tokenizer): an lft run folder (model/ or base + adapter/), a model folder or Hub id."""
     run = Path(source).expanduser()
     if (run / "model").is_dir() or (run / "adapter").is_dir():
-        adapter = run / "adapter"
-        mergeable = adapter.is_dir() and PeftConfig.from_pretrained(adapter).peft_type.value in MERGEABLE
-        folder = run / "model" if (run / "model").is_dir() else adapter
-        return load_run_model(run, merge=mergeable), str(folder)
+        folder = run / "model" if (run / "model").is_dir() else run / "adapter"
+        return load_run_model(run, merge="auto"), str(folder)
     try:
         path = resolve_model_path(source)
         config = AutoConfig.from_pretrained(path)
