@@ -104,6 +104,27 @@ def test_identical_labels_are_told_apart_by_folder():
     assert [r["label"] for r in rows] == ["x=1 [0]", "x=1 [1]", "x=2"]
 
 
+def test_plots_label_runs_by_folder_names_the_user_chose():
+    overrides = [{"data": "dialogsum", "strategy": "lora", "strategy.r": "16"}, {"data": "mixture", "strategy": "full"}]
+    named = [{"name": n, "overrides": o} for n, o in zip(("lora", "replay_text"), overrides, strict=True)]
+    label_rows(named)
+    assert [r["short_label"] for r in named] == ["lora", "replay_text"]
+    assert named[0]["label"].startswith("data=dialogsum")  # the table still says what differs
+    numbered = [{"name": n, "overrides": o} for n, o in zip(("0", "1"), overrides, strict=True)]
+    label_rows(numbered)
+    assert numbered[1]["short_label"] == "data=mixture strategy=full"
+
+
+def test_params_plot_skips_overrides_that_vary_only_by_absence(tmp_path):
+    from lft.report_plots import plot_params
+
+    rows = [{"overrides": {"a": "1", "only_here": "x"}, "metrics": {"m": 0.5}, "state": "finished"},
+            {"overrides": {"a": "1"}, "metrics": {"m": 0.7}, "state": "finished"}]
+    assert plot_params(rows, ["only_here"], "m", lower=False, out=tmp_path / "p.png") is None
+    rows[1]["overrides"]["a"] = "2"
+    assert plot_params(rows, ["a", "only_here"], "m", lower=False, out=tmp_path / "p.png").stat().st_size > 0
+
+
 def test_short_keys_and_values():
     assert short_keys(["optimizer.lr", "strategy.lr", "scheduler.name"]) == {
         "optimizer.lr": "optimizer.lr", "strategy.lr": "strategy.lr", "scheduler.name": "name"}

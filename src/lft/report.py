@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -189,14 +190,23 @@ def short_keys(keys: list[str]) -> dict[str, str]:
     return out
 
 
+# Folder names Hydra makes (job numbers, timestamps), as opposed to names a user chose.
+GENERATED_NAME = re.compile(r"\d+|\d{4}-\d{2}-\d{2}[_T][\d-]+.*")
+
+
 def label_rows(rows: list[dict]) -> tuple[list[str], dict[str, str]]:
-    """Sets each row's label (varying overrides, full keys) and short label (short keys, for plots)."""
+    """Sets each row's label (varying overrides, full keys) and short label for plots (short keys, or the folder
+    names where the user chose them)."""
     varying, common = split_overrides(rows)
     short = short_keys(varying)
     for r in rows:
         present = [k for k in varying if k in r["overrides"]]
         r["label"] = " ".join(f"{k}={short_value(r['overrides'][k])}" for k in present) or r["name"]
         r["short_label"] = " ".join(f"{short[k]}={short_value(r['overrides'][k])}" for k in present) or r["name"]
+    names = [r["name"] for r in rows]
+    if len(set(names)) == len(names) and not any(GENERATED_NAME.fullmatch(n) for n in names):
+        for r in rows:  # folders the user named (hydra.run.dir=.../lora) say more in a plot than long overrides
+            r["short_label"] = r["name"]
     for key in ("label", "short_label"):  # two runs with the same overrides: tell them apart by folder
         counts = Counter(r[key] for r in rows)
         for r in rows:

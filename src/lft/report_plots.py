@@ -107,7 +107,9 @@ def as_numbers(values: list[str]) -> list[float] | None:
 
 def plot_params(rows: list[dict], varying: list[str], key: str, lower: bool, out: Path) -> Path | None:
     """key (a metrics.json value) against each varying override: one small axis per override; runs without the
-    value (failed, running) as red crosses along the bottom."""
+    value (failed, running) as red crosses along the bottom. An override set to one value wherever it is given
+    (a member's path in the mixture runs only) varies only by its absence: no axis for it."""
+    varying = [k for k in varying if len({r["overrides"][k] for r in rows if k in r["overrides"]}) > 1]
     if not varying:
         return None
     from lft.report import short_keys, short_value
