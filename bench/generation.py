@@ -14,7 +14,7 @@ forwards), loss forward (the calls outside generate). Tokens: new ids per row up
 stop id. Per variant the fastest round counts.
 
     python bench/generation.py --data ../shared/data/dialogsum --rows 50 [--variants baseline,fp32,new]
-        [--repeats 1] [--threads N] [--out bench/results/generation_cpu.json]
+        [--repeats 1] [--threads N] [--override data.eval_batch_size=48] [--out bench/results/generation_cpu.json]
 """
 
 import argparse
@@ -89,7 +89,7 @@ def worker(args) -> None:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("evaluate", overrides=[
             f"model={args.model}", "data=dialogsum", f"data.path={args.data}", f"data.test_size={args.rows}",
-            "trainer.enable_progress_bar=false", f"paths.output_dir={out_dir}", *OVERRIDES[args.worker]])
+            "trainer.enable_progress_bar=false", f"paths.output_dir={out_dir}", *OVERRIDES[args.worker], *args.override])
     meters = []
     load = lft.evaluate.load_trained_model
 
@@ -127,7 +127,8 @@ def baseline_tree(rev: str) -> Path:
 def run_variant(variant: str, args, baseline: Path | None) -> dict:
     src = (baseline if variant == "baseline" else REPO) / "src"
     cmd = [sys.executable, __file__, "--worker", variant, "--data", str(args.data), "--model", args.model,
-           "--rows", str(args.rows), *(["--threads", str(args.threads)] if args.threads else [])]
+           "--rows", str(args.rows), *(["--threads", str(args.threads)] if args.threads else []),
+           *(f"--override={o}" for o in (args.override if variant != "baseline" else []))]
     env = {**os.environ, "PYTHONPATH": str(src)}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=src.parent)
     if done.returncode:
@@ -176,6 +177,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="rounds of all variants, alternating")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--override", action="append", default=[],
+                        help="a config override for this checkout's variants (repeatable), e.g. data.eval_batch_size=48")
     parser.add_argument("--worker", choices=list(OVERRIDES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -186,7 +189,8 @@ def main() -> None:
     report(runs, args.rows)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"cpu": cpu_name(), "rows": args.rows, "baseline_rev": args.baseline_rev, "threads": args.threads}
+        meta = {"cpu": cpu_name(), "rows": args.rows, "baseline_rev": args.baseline_rev, "threads": args.threads,
+                "overrides": args.override}
         args.out.write_text(json.dumps({**meta, "runs": runs}, indent=2) + "\n")
 
 
