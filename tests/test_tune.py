@@ -108,3 +108,11 @@ def test_refusals_come_before_any_compute(make_cfg, tiny_bert, overrides, match)
         train(cfg)
     assert "\n" not in str(refused.value)
     assert not Path(cfg.paths.output_dir).exists(), "refused before the run folder is made"
+
+
+def test_binsearch_keeps_lightnings_headroom_below_the_cap(make_cfg, tiny_bert):
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "tune.batch_size=auto", "tune.mode=binsearch",
+                   "tune.max_batch_size=16", "tune.steps_per_trial=1", "data.batch_size=4")
+    metrics = train(cfg)
+    assert metrics["tune/batch_size"] == 15  # 4, 8 fit, 16 is the cap, minus Lightning's 5% margin
+    assert yaml.safe_load((Path(cfg.paths.output_dir) / "config.yaml").read_text())["data"]["batch_size"] == 15
