@@ -54,8 +54,9 @@ def test_batch_size_finder_trains_with_the_found_size_and_resumes_with_it(make_c
 
 
 def test_lr_finder_plots_and_the_optimizer_uses_the_found_lr(make_cfg, tiny_bert):
+    # 20 range-test steps over epochs of 4 batches (make_cfg's limit): the test spans epochs, the run has one.
     cfg = make_cfg(f"model.name_or_path={tiny_bert}", "tune.lr=find", "tune.num_training_steps=20", "data.batch_size=4",
-                   "scheduler=constant", "trainer.max_steps=3", *WHOLE_EPOCH)
+                   "scheduler=constant", "trainer.log_every_n_steps=1")
     metrics = train(cfg)
     run = Path(cfg.paths.output_dir)
 
@@ -64,8 +65,8 @@ def test_lr_finder_plots_and_the_optimizer_uses_the_found_lr(make_cfg, tiny_bert
     assert lr != pytest.approx(cfg.optimizer.lr)
     assert json.loads((run / "metrics.json").read_text())["tune/lr"] == lr
     # Every real step ran at the found lr (constant schedule: its base lr is the found one).
-    assert logged(run, "lr-AdamW") == pytest.approx([lr] * 3)
-    assert metrics["optimizer_steps"] == 3  # the 20 range-test steps are not counted
+    assert logged(run, "lr-AdamW") == pytest.approx([lr] * 4)
+    assert metrics["optimizer_steps"] == 4 and metrics["epochs"] == 1  # the range test's steps and epochs are gone
     plot = (run / "lr_find.png").read_bytes()
     assert plot.startswith(b"\x89PNG\r\n\x1a\n") and len(plot) > 1000
     saved = yaml.safe_load((run / "config.yaml").read_text())
@@ -81,10 +82,10 @@ def test_both_finders_together(make_cfg, tiny_bert):
     assert logged(Path(cfg.paths.output_dir), "lr-AdamW") == pytest.approx([metrics["tune/lr"]] * 2)
 
 
-def test_lr_finder_without_enough_steps_says_what_to_raise(make_cfg, tiny_bert):
-    # 13 steps asked, but the epoch (limit_train_batches=4) has 4 batches: no suggestion to take.
-    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "tune.lr=find", "tune.num_training_steps=13")
-    with pytest.raises(ConfigError, match=r"tune\.lr=find: the range test ran 4 steps, too few"):
+def test_lr_finder_that_diverges_at_once_says_what_to_change(make_cfg, tiny_bert):
+    # From lr=1 up the loss diverges within a few steps: no suggestion to take, and no run with a made-up lr.
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "tune.lr=find", "tune.min_lr=1", "tune.max_lr=1e4")
+    with pytest.raises(ConfigError, match=r"tune\.lr=find: the range test stopped after \d steps .* lower tune\.max_lr"):
         train(cfg)
     assert not (Path(cfg.paths.output_dir) / "metrics.json").exists()
 

@@ -13,6 +13,7 @@ checkpoint, early stopping or progress line sees a trial step. What this module 
 
 import copy
 import logging
+import math
 from pathlib import Path
 
 from lightning.pytorch.callbacks import BatchSizeFinder, Callback, LearningRateFinder
@@ -104,12 +105,18 @@ class FitBatchSizeFinder(BatchSizeFinder):
 
 class FitLearningRateFinder(LearningRateFinder):
     def lr_find(self, trainer, pl_module) -> None:
-        super().lr_find(trainer, pl_module)
+        max_epochs = trainer.fit_loop.max_epochs
+        trainer.fit_loop.max_epochs = -1  # the range test may span several epochs of a small train split
+        try:
+            super().lr_find(trainer, pl_module)
+        finally:
+            trainer.fit_loop.max_epochs = max_epochs
         if self.optimal_lr is not None and self.optimal_lr.suggestion() is None:
-            steps = len(self.optimal_lr.results["loss"])
-            raise ConfigError(f"tune.lr=find: the range test ran {steps} steps, too few to suggest a learning rate "
-                              f"(it needs {MIN_LR_STEPS} with a finite loss); raise tune.num_training_steps or the "
-                              "batches per epoch (trainer.limit_train_batches), or set optimizer.lr instead.")
+            losses = self.optimal_lr.results["loss"]
+            finite = sum(map(math.isfinite, losses))
+            raise ConfigError(f"tune.lr=find: the range test stopped after {len(losses)} steps ({finite} with a finite "
+                              f"loss; the loss diverged), too few to suggest a learning rate (it needs "
+                              f"{MIN_LR_STEPS}); lower tune.max_lr or tune.min_lr, or set optimizer.lr instead.")
 
 
 class TuneResults(Callback):
