@@ -9,6 +9,7 @@ from lft.data.augment import check_augment
 from lft.errors import ConfigError
 from lft.scale import check_engine
 from lft.schedulers import lr_lambda
+from lft.tune import check_tune
 
 GPU_ONLY_PRECISION = ("16-mixed", "16-true")
 GENERATED_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu")
@@ -36,6 +37,7 @@ def check_config(cfg) -> None:
                           "shared by every packed document; set data.packing=false.")
     check_quantization(cfg)
     check_augment(cfg.get("augment"), cfg.data.get("task"))
+    check_tune(cfg)
 
 
 def check_quantization(cfg) -> None:

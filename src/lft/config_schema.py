@@ -176,6 +176,15 @@ SETTINGS = [
     Setting("strategy.dropout", number(0, 1), "0.1"),
     Setting("strategy.freeze_bottom_layers", integer(0) | NULL, "4"),
     Setting("strategy.num_virtual_tokens", integer(1), "20"),
+    # finders run when fit starts (tune block of conf/train.yaml, lft/tune.py)
+    Setting("tune.batch_size", one_of("auto") | NULL, "auto"),
+    Setting("tune.max_batch_size", integer(1), "256"),
+    Setting("tune.mode", one_of("power", "binsearch"), "binsearch"),
+    Setting("tune.steps_per_trial", integer(1), "3"),
+    Setting("tune.lr", one_of("find") | NULL, "find"),
+    Setting("tune.min_lr", number(0, low_open=True), "1e-6"),
+    Setting("tune.max_lr", number(0, low_open=True), "1e-2"),
+    Setting("tune.num_training_steps", integer(13), "100"),  # the LR finder's suggestion needs 13 losses
     # data augmentation (conf/augment)
     Setting("augment.p", number(0, 1, high_open=False), "0.5"),
     Setting("augment.alpha", number(0, 1, high_open=False), "0.1"),

@@ -19,6 +19,8 @@ class FineTuneModule(L.LightningModule):
         self.model = model
         self.task = task
         self.optimizer_factory = optimizer
+        # The base learning rate, an attribute so Lightning's LearningRateFinder (tune.lr=find) can set it.
+        self.lr = optimizer.keywords.get("lr") if optimizer else None
         self.scheduler_cfg = scheduler_cfg
         self.val_metrics = task.metrics().clone(prefix="val/")
         self.test_metrics = task.metrics().clone(prefix="test/")
@@ -28,6 +30,9 @@ class FineTuneModule(L.LightningModule):
         self.samples: dict[str, list[dict]] = {}
         self.train_loop_seconds = 0.0  # the training loop alone (fit minus setup and teardown), for metrics.json
         self._loop_start = 0.0
+
+    def on_fit_start(self):
+        self.train_loop_seconds = 0.0  # tuner trials (lft/tune.py) run the training loop before fit starts
 
     def on_train_start(self):
         self._loop_start = time.perf_counter()
@@ -72,9 +77,8 @@ class FineTuneModule(L.LightningModule):
             if param.requires_grad:
                 (no_decay if any(k in name.lower() for k in NO_DECAY) else decay).append(param)
         weight_decay = self.optimizer_factory.keywords.get("weight_decay", 0.0)
-        optimizer = self.optimizer_factory(
-            [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        )
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        optimizer = self.optimizer_factory(groups, **({} if self.lr is None else {"lr": self.lr}))
         total_steps = int(self.trainer.estimated_stepping_batches)
         scheduler = LambdaLR(optimizer, lr_lambda(self.scheduler_cfg, total_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -40,6 +40,7 @@ from lft.scale import compile_blocks
 from lft.strategies import apply_strategy, strategy_callbacks
 from lft.strategies.params import count_parameters
 from lft.tasks import build_task
+from lft.tune import tune_callbacks, tuned
 
 log = logging.getLogger("lft")
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_STOPPED = 2, 3, 143  # 143: the shell's code for a SIGTERM'd process
@@ -71,7 +72,7 @@ def train(cfg: DictConfig) -> dict:
     # The callbacks group, and groups that are one callback each (forgetting).
     nodes = [*(cfg.get("callbacks") or {}).values(), cfg.get("forgetting")]
     callbacks = [instantiate(c) for c in nodes if c and "_target_" in c]
-    callbacks += strategy_callbacks(model)
+    callbacks += strategy_callbacks(model) + tune_callbacks(cfg)  # tune: finders of batch size and lr
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg.get("logger")) or False,
                                      enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
     trainable, total = count_parameters(model)
@@ -100,6 +101,7 @@ def train(cfg: DictConfig) -> dict:
         "total_params": total,
         **peak_memory_mb(),
         **datamodule.stats,  # what encoding counted, e.g. augment/changed
+        **tuned(trainer),  # tune/batch_size, tune/lr
         **{k: float(v) for k, v in trainer.callback_metrics.items()},
     }
     if resume:
