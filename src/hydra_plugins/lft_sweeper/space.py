@@ -6,7 +6,8 @@
     strategy.target_modules: {type: categorical, choices: [[query, value], [query, key, value]]}
 
 Keys may also nest (`optimizer: {lr: {type: ...}}`), which is what a command-line
-`+hydra.sweeper.params.optimizer.lr={type:float,low:1e-5,high:1e-3}` makes. A key starting with `+` adds a key
+`+hydra.sweeper.params.optimizer.lr={type:float,low:1e-5,high:1e-3}` makes (it replaces the file's
+`optimizer.lr` entry). A key starting with `+` adds a key
 the config lacks; any other key must exist in the composed config.
 """
 
@@ -55,7 +56,8 @@ def parse_space(params, config: DictConfig | None = None) -> list[Param]:
                           "optimizer.lr: {type: float, low: 1.0e-5, high: 3.0e-3, log: true} (see README: Search).")
     if isinstance(params, DictConfig):
         params = OmegaConf.to_container(params, resolve=True)
-    space = [parse_param(key, spec) for key, spec in flatten(params)]
+    # A nested entry written later (on the command line) replaces a flat one of the same key from the file.
+    space = [parse_param(key, spec) for key, spec in dict(flatten(params)).items()]
     if config is not None:
         for param in space:
             if not param.key.startswith("+") and OmegaConf.select(config, param.key, default=_MISSING) is _MISSING:
