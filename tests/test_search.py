@@ -113,11 +113,13 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, tiny_bert)
     sweep = tmp_path / "sweep"
     result = run_cli("hparams_search=random", "hydra.sweeper.n_trials=4",
                      "+hydra.sweeper.params.optimizer.lr={type:categorical,choices:[1e-3,1e30]}",
+                     "data.batch_size=8",  # held on the command line: not searched
                      f"model.name_or_path={tiny_bert}", *FAST, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     study = load_study(sweep)
     assert len(study.trials) == 4 and job_folders(sweep) == ["0", "1", "2", "3"]
     for t in study.trials:
+        assert "data.batch_size" not in t.params and "data.batch_size=8" in t.user_attrs["overrides"]
         if t.params["optimizer.lr"] == 1e30:
             assert t.state.name == "FAIL"
             assert t.user_attrs["error"].startswith("NonFiniteLossError: train/loss is nan"), t.user_attrs

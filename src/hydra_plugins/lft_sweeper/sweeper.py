@@ -92,15 +92,20 @@ class LftSweeper(Sweeper):
                 raise ConfigError(f"hydra.sweeper.{name}={getattr(self, name)!r}: give a whole number >= 1.")
         space = parse_space(self.params, self.config)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        searched = {p.key.lstrip("+") for p in space}
+        fixed = set()
         for override in parser.parse_overrides(arguments):
             key = override.get_key_element().lstrip("+~")
             if override.is_sweep_override():
                 raise ConfigError(f"{key}: a search takes its values from hydra.sweeper.params, not a sweep on the "
                                   f"command line; put {key} in the space (or run a grid with -m instead).")
-            if key in searched:
-                raise ConfigError(f"{key} is both searched (hydra.sweeper.params) and fixed on the command line; "
-                                  "drop one of them.")
+            fixed.add(key)
+        # A key set on the command line is fixed: the simplest way to hold one of a shipped space's keys.
+        held = [p.key for p in space if p.key.lstrip("+") in fixed]
+        if held:
+            log.info("Not searched (set on the command line): %s", ", ".join(held))
+            space = [p for p in space if p.key not in held]
+        if not space:
+            raise ConfigError("every key of hydra.sweeper.params is set on the command line: nothing left to search.")
         return space
 
     def load_study(self):
