@@ -31,7 +31,7 @@ def states(study) -> list[str]:
 
 
 def job_folders(sweep) -> list[str]:
-    return sorted((p.name for p in sweep.iterdir() if p.is_dir()), key=int)
+    return sorted((p.name for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=int)
 
 
 @pytest.mark.parametrize("search, extra", [("random", ()), ("optuna", ("hydra.sweeper.n_startup_trials=1",))])
@@ -182,3 +182,15 @@ def test_resume_counts_a_job_that_finished_before_the_kill(tmp_path):
     assert states(study) == ["COMPLETE", "FAIL"] and study.trials[0].value == 0.75
     assert study.trials[1].user_attrs["interrupted"] and (tmp_path / "1" / "failed.json").exists()
     assert [counts(t) for t in study.trials] == [True, False]
+
+
+@pytest.mark.slow
+def test_search_launches_through_hydras_configured_launcher(tmp_path, tiny_bert):
+    # submitit_local: two trials per batch (n_jobs=2), each in its own process, as on SLURM with submitit_slurm.
+    sweep = tmp_path / "sweep"
+    result = run_cli("hparams_search=random", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+                     "hydra/launcher=submitit_local", f"model.name_or_path={tiny_bert}", *FAST,
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert states(load_study(sweep)) == ["COMPLETE"] * 2 and job_folders(sweep) == ["0", "1"]
+    assert (sweep / ".submitit").is_dir()
