@@ -16,6 +16,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from hydra_plugins.lft_sweeper.space import parse_space
+from hydra_plugins.lft_sweeper.sweeper import check_pruner
 from lft.errors import ConfigError
 from tests.test_cli import run_cli
 from tests.test_sweep_report import FAST
@@ -162,6 +163,12 @@ def test_space_checks():
             parse_space(params, config)
         assert message in str(err.value), (params, str(err.value))
 
+    assert check_pruner(None) is None and check_pruner("median") == {"type": "median", "n_startup_trials": 2,
+                                                                    "n_warmup_steps": 0}
+    for pruner in ({"type": "hyperband"}, {"type": "median", "warmup": 3}, {"type": "median", "n_warmup_steps": -1}):
+        with pytest.raises(ConfigError, match="hydra.sweeper.pruner"):
+            check_pruner(pruner)
+
 
 def test_resume_counts_a_job_that_finished_before_the_kill(tmp_path):
     # Killed between a job's metrics.json and Optuna's tell: the trial is RUNNING in the journal, but the job
@@ -182,6 +189,29 @@ def test_resume_counts_a_job_that_finished_before_the_kill(tmp_path):
     assert states(study) == ["COMPLETE", "FAIL"] and study.trials[0].value == 0.75
     assert study.trials[1].user_attrs["interrupted"] and (tmp_path / "1" / "failed.json").exists()
     assert [counts(t) for t in study.trials] == [True, False]
+
+
+def test_pruner_stops_lagging_trials(tmp_path, tiny_bert):
+    # Three validations per job; the median pruner (after 1 trial) stops a trial whose val/loss lags at a step.
+    sweep = tmp_path / "sweep"
+    result = run_cli("hparams_search=random", "hydra.sweeper.n_trials=4",
+                     "hydra.sweeper.pruner={type:median,n_startup_trials:1}",
+                     "+hydra.sweeper.params.optimizer.lr={type:categorical,choices:[3e-3,1e-7]}",
+                     "monitor.metric=val/loss", "monitor.mode=min", "data.batch_size=8", f"model.name_or_path={tiny_bert}",
+                     *FAST, "trainer.limit_train_batches=6", "trainer.val_check_interval=2", f"hydra.sweep.dir={sweep}",
+                     cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    study = load_study(sweep)
+    assert len(study.trials) == 4 and study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert all(t.intermediate_values for t in study.trials), "every validation reported to its trial"
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert pruned and "COMPLETE" in states(study), states(study)
+    for t in pruned:
+        assert json.loads((sweep / str(t.number) / "failed.json").read_text())["type"] == "TrialPruned"
+        assert not (sweep / str(t.number) / "metrics.json").exists()
+    assert "pruned at optimizer step" in output and "Traceback" not in output
+    assert json.loads((sweep / "best.json").read_text())["trials"]["pruned"] == len(pruned)
 
 
 @pytest.mark.slow

@@ -23,6 +23,10 @@ class LftSweeperConf:
     # Journal file of the study; null: <hydra.sweep.dir>/study.journal (a resume finds it there).
     storage: Any = None
     study_name: Any = "${task_name}"
+    # Stop trials that lag: null (off) or {type: median, n_startup_trials: 2, n_warmup_steps: 0}. Each validation
+    # reports monitor.metric to the trial (by optimizer step); a trial behind the median of earlier trials at the
+    # same step stops and is told PRUNED.
+    pruner: Any = None
     # The search space: {config key: {type: float|int|categorical, ...}} (see space.py and the README).
     params: dict[str, Any] = field(default_factory=dict)
 

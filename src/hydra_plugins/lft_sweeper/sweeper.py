@@ -28,15 +28,16 @@ log = logging.getLogger(__name__)
 SAMPLERS = ("random", "tpe")
 DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
 BEST_FILE, JOURNAL_FILE = "best.json", "study.journal"
+PRUNED = "TrialPruned"  # the type a pruned job's failed.json records (lft/callbacks/trial_pruning.py)
 
 
 class LftSweeper(Sweeper):
     def __init__(self, sampler: str, seed, n_trials: int, n_jobs: int, direction: str, n_startup_trials: int,
-                 storage, study_name, params) -> None:
+                 storage, study_name, params, pruner=None) -> None:
         super().__init__()
         self.sampler_name, self.seed, self.n_trials, self.n_jobs = sampler, seed, n_trials, n_jobs
         self.direction, self.n_startup_trials, self.storage_path = direction, n_startup_trials, storage
-        self.study_name, self.params = study_name or "search", params
+        self.study_name, self.params, self.pruner = study_name or "search", params, pruner
         self.hydra_context = self.config = self.launcher = self.storage = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
@@ -90,6 +91,7 @@ class LftSweeper(Sweeper):
         for name in ("n_trials", "n_jobs"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"hydra.sweeper.{name}={getattr(self, name)!r}: give a whole number >= 1.")
+        self.pruner = check_pruner(self.pruner)
         space = parse_space(self.params, self.config)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         fixed = set()
@@ -142,7 +144,7 @@ class LftSweeper(Sweeper):
         """Launch the trials (numbered consecutively: one launcher call) and tell Optuna how each ended."""
         launch = []
         for trial in trials:
-            overrides = list(arguments) + [p.override(p.suggest(trial)) for p in space]
+            overrides = list(arguments) + [p.override(p.suggest(trial)) for p in space] + self.pruning(trial.number)
             trial.set_user_attr("overrides", overrides)
             trial.set_user_attr("job_dir", str(self.sweep_dir / str(trial.number)))
             try:  # an override the config cannot take fails this trial, not the search
@@ -159,6 +161,14 @@ class LftSweeper(Sweeper):
             results.append(returns)
         return results
 
+    def pruning(self, number: int) -> list[str]:
+        """Where the job's pruning callback finds its trial (lft/callbacks/trial_pruning.py): job env vars."""
+        if not self.pruner:
+            return []
+        env = {"JOURNAL": str(self.journal), "STUDY": str(self.study_name), "TRIAL": number,
+               "PRUNER": f"{self.pruner['n_startup_trials']},{self.pruner['n_warmup_steps']}"}
+        return [f"++hydra.job.env_set.LFT_SEARCH_{k}={quote(v)}" for k, v in env.items()]
+
     def tell(self, study, trial, ret) -> None:
         job_dir = Path(str(ret.hydra_cfg.hydra.runtime.output_dir)) if ret.hydra_cfg else None
         if job_dir:
@@ -167,8 +177,12 @@ class LftSweeper(Sweeper):
             self.fail(study, trial.number, f"{type(ret._return_value).__name__}: {ret._return_value}")
             return
         value = ret.return_value
-        if value is None:  # lft.train's sweep_job wrote failed.json and returned None
-            self.fail(study, trial.number, job_error(job_dir) or f"the job returned no {self.metric}")
+        error = job_error(job_dir) if value is None else None
+        if error and error.startswith(f"{PRUNED}:"):
+            log.info("Trial %d %s", trial.number, error.removeprefix(f"{PRUNED}: "))
+            study.tell(trial.number, state=_state("PRUNED"))
+        elif value is None:  # lft.train's sweep_job wrote failed.json and returned None
+            self.fail(study, trial.number, error or f"the job returned no {self.metric}")
         elif not math.isfinite(float(value)):
             self.fail(study, trial.number, f"{self.metric} is {float(value)}")
         else:
@@ -217,6 +231,30 @@ class LftSweeper(Sweeper):
         path = self.sweep_dir / BEST_FILE
         path.write_text(json.dumps(summary, indent=2))
         return path
+
+
+def check_pruner(pruner) -> dict | None:
+    if pruner is None:
+        return None
+    pruner = OmegaConf.to_container(pruner) if isinstance(pruner, DictConfig) else pruner
+    if pruner == "median":
+        pruner = {"type": "median"}
+    if not isinstance(pruner, dict) or pruner.get("type") != "median" or set(pruner) - {"type", *PRUNER_DEFAULTS}:
+        raise ConfigError(f"hydra.sweeper.pruner={pruner!r}: give null, or {{type: median, n_startup_trials: 2, "
+                          "n_warmup_steps: 0}} (steps are optimizer steps).")
+    pruner = {**PRUNER_DEFAULTS, **pruner}
+    if any(not isinstance(pruner[k], int) or pruner[k] < 0 for k in PRUNER_DEFAULTS):
+        raise ConfigError(f"hydra.sweeper.pruner: n_startup_trials and n_warmup_steps are whole numbers >= 0 "
+                          f"(got {pruner}).")
+    return pruner
+
+
+PRUNER_DEFAULTS = {"n_startup_trials": 2, "n_warmup_steps": 0}
+
+
+def quote(value) -> str:
+    """A string as a quoted Hydra override value (paths may hold characters the grammar reads otherwise)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def counts(trial) -> bool:
