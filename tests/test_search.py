@@ -141,6 +141,11 @@ def test_bad_space_is_refused_before_any_trial(tmp_path):
     assert result.stderr.count("Error") == 1 and "Traceback" not in result.stderr
     assert not sweep.exists()
 
+    (sweep / "0").mkdir(parents=True)  # a grid sweep's job: a search here would number its trials into it
+    result = run_cli("hparams_search=random", f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and "holds job folders (0) that are no trials of" in result.stderr
+    assert not (sweep / "study.journal").exists()
+
 
 def test_space_checks():
     config = OmegaConf.create({"optimizer": {"lr": 1e-3}, "strategy": {"name": "full"}})

@@ -115,6 +115,8 @@ class LftSweeper(Sweeper):
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
+        if not self.journal.exists():
+            self.check_folders([])
         self.journal.parent.mkdir(parents=True, exist_ok=True)
         self.storage = JournalStorage(JournalFileBackend(str(self.journal)))
         try:
@@ -127,9 +129,19 @@ class LftSweeper(Sweeper):
             raise ConfigError(f"{self.journal}: study {self.study_name!r} was started to "
                               f"{study.direction.name.lower()}, not {self.direction}; resume with the same "
                               "hydra.sweeper.direction, or pick a new hydra.sweep.dir.")
+        self.check_folders(study.trials)
         if study.trials:  # a resumed search must not replay the first run's random draws
             study.sampler = self.make_sampler(None if self.seed is None else int(self.seed) + len(study.trials))
         return study
+
+    def check_folders(self, trials) -> None:
+        """Job folders of another sweep here would collide with the trials numbered into them."""
+        numbers = {str(t.number) for t in trials}
+        strangers = sorted(p.name for p in self.sweep_dir.glob("*") if p.name.isdigit() and p.name not in numbers)
+        if strangers:
+            raise ConfigError(f"{self.sweep_dir} holds job folders ({', '.join(strangers[:5])}) that are no trials of "
+                              f"{self.journal}; a search resumes only its own sweep folder, so pick a new "
+                              "hydra.sweep.dir.")
 
     def make_sampler(self, seed):
         import optuna
