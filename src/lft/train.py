@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lft import CONFIG_DIR
 from lft.callbacks import NonFiniteLossError
+from lft.callbacks.trial_pruning import PRUNED, trial_pruning
 from lft.checks import check_config
 from lft.errors import ConfigError
 from lft.loggers import build_loggers, finish_loggers
@@ -73,6 +74,7 @@ def train(cfg: DictConfig) -> dict:
     nodes = [*(cfg.get("callbacks") or {}).values(), cfg.get("forgetting")]
     callbacks = [instantiate(c) for c in nodes if c and "_target_" in c]
     callbacks += strategy_callbacks(model) + tune_callbacks(cfg)  # tune: finders of batch size and lr
+    callbacks += trial_pruning(cfg.monitor.metric)  # a search trial with a pruner (hydra/sweeper=lft)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg.get("logger")) or False,
                                      enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
     trainable, total = count_parameters(model)
@@ -196,6 +198,10 @@ def sweep_job(cfg: DictConfig) -> float | None:
         record_failure(err)
         raise SystemExit(EXIT_STOPPED) from None
     except Exception as err:
+        if type(err).__name__ == PRUNED:  # a search's pruner stopped it: expected, recorded for the sweeper
+            log.info("Trial %s; the search goes on.", err)
+            record_failure(err)
+            return None
         if isinstance(err, (ConfigError, NonFiniteLossError)):  # their message says what to fix
             log.error("%s", err)
         else:
