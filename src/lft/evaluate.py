@@ -1,7 +1,5 @@
 """`python -m lft.evaluate [run=<run dir>] model=... data=... [out=results.json] [name=...]`: score on the test split.
 
-`runs=[<run a>,<run b>,...]` scores an ensemble of classification runs beside each member (lft.ensemble).
-
 The same data flags score a base model, a run's LoRA adapter or a run's full fine-tune, so "original vs full
 fine-tune vs PEFT" is three commands appending to one `out` file, printed as one table (see lft.report).
 Generation settings come from `data.generate` (`test_samples`: rows generated, null = all).
@@ -17,7 +15,6 @@ import lightning as L
 from omegaconf import DictConfig, open_dict
 
 from lft import CONFIG_DIR
-from lft.ensemble import check_members, evaluate_ensemble
 from lft.errors import ConfigError
 from lft.loggers import build_loggers
 from lft.models import load_tokenizer
@@ -30,13 +27,9 @@ log = logging.getLogger("lft")
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    run, runs = cfg.get("run"), cfg.get("runs")
-    if run and runs:
-        raise ConfigError("Give run=<folder> (one run) or runs=[<folder>,...] (an ensemble), not both.")
+    run = cfg.get("run")
     with open_dict(cfg):
-        if runs:
-            cfg.model = check_members(runs)[0].model
-        elif run:
+        if run:
             cfg.model = load_run_config(run).model  # the base the run trained; weights come from the run
         # Only the test split is scored: tokenize a few train rows (carving val/test from train happens before).
         cfg.data.train_size = min(cfg.data.get("train_size") or 64, 64)
@@ -46,8 +39,6 @@ def evaluate(cfg: DictConfig) -> dict:
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
     datamodule = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.get("cache_dir"))
-    if runs:
-        return write_rows(cfg, evaluate_ensemble(cfg, task, datamodule))
     model = load_trained_model(task, cfg.model, run)
     if run is None and hasattr(task, "policy_is_reference"):
         task.policy_is_reference = True  # DPO: a base model is its own reference (implicit rewards 0, one forward)
@@ -67,24 +58,16 @@ def evaluate(cfg: DictConfig) -> dict:
         **{k.removeprefix("test/"): float(v) for k, v in results.items()},
         "seconds": round(time.perf_counter() - start, 1),
     }
-    samples = module.samples.get("test", [])
-    if samples:
-        out_dir = Path(cfg.paths.output_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with (out_dir / "predictions.jsonl").open("w") as f:
-            f.writelines(json.dumps(s) + "\n" for s in samples)
-    return write_rows(cfg, [row])
-
-
-def write_rows(cfg: DictConfig, rows: list[dict]) -> dict:
-    """evaluation.json holds the last row (the run, or the ensemble); `out` gets every row; prints the table."""
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "evaluation.json").write_text(json.dumps(rows[-1], indent=2))
-    for row in rows:
-        table = append_row(cfg.out, row) if cfg.get("out") else rows
-    print(format_table(table))
-    return rows[-1]
+    (out_dir / "evaluation.json").write_text(json.dumps(row, indent=2))
+    samples = module.samples.get("test", [])
+    if samples:
+        with (out_dir / "predictions.jsonl").open("w") as f:
+            f.writelines(json.dumps(s) + "\n" for s in samples)
+    rows = append_row(cfg.out, row) if cfg.get("out") else [row]
+    print(format_table(rows))
+    return row
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="evaluate", version_base="1.3")
