@@ -64,7 +64,8 @@ def score(cfg: DictConfig, run, name: str | None = None, collect: bool = False, 
     model.eval()
     module = FineTuneModule(model, task, optimizer=None, scheduler_cfg=None)
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
-                        logger=build_loggers(cfg.get("logger")) or False, enable_checkpointing=False,
+                        logger=build_loggers(cfg.get("logger"), cfg.get("task_name")) or False,
+                        enable_checkpointing=False,
                         limit_test_batches=cfg.trainer.get("limit_test_batches") or 1.0,
                         enable_progress_bar=cfg.trainer.enable_progress_bar)
     start = time.perf_counter()
