@@ -3,6 +3,7 @@ overrides, named by job number + varying overrides, with the final metrics in it
 
 import json
 import struct
+import time
 
 from lft.loggers import TAG_LENGTH
 from tests.test_cli import run_cli
@@ -25,6 +26,8 @@ def wandb_records(path) -> list:
         if kind == 0:  # zero padding
             pos += block - pos % block
             continue
+        if pos + 7 + length > len(data):  # a chunk still being written
+            break
         pending += data[pos + 7:pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # FULL or LAST: a whole record
@@ -39,8 +42,14 @@ def run_info(run_dir) -> dict:
     """group, tags, name and the final summary of the one offline wandb run in a job folder."""
     runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, runs
+    path = next(runs[0].glob("run-*.wandb"))
+    # wandb-core writes the log from its own process and may still be flushing right after wandb.finish()
+    # returned in this one: wait for the run's exit record.
+    deadline = time.monotonic() + 30
+    while not any(r.WhichOneof("record_type") == "exit" for r in wandb_records(path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
     info = {"summary": {}}
-    for record in wandb_records(next(runs[0].glob("run-*.wandb"))):
+    for record in wandb_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             info.update(group=record.run.run_group, tags=list(record.run.tags), name=record.run.display_name)
@@ -67,3 +76,15 @@ def test_grid_jobs_are_grouped_tagged_and_summarized_wandb_runs(tmp_path, tiny_b
         metrics = json.loads((sweep / job / "metrics.json").read_text())
         assert info["summary"]["test/accuracy"] == metrics["test/accuracy"]
         assert info["summary"]["optimizer_steps"] == metrics["optimizer_steps"] == 3
+
+
+def test_single_run_keeps_the_task_name_and_gets_a_summary(make_cfg, tiny_bert):
+    from pathlib import Path
+
+    from lft.train import train
+
+    cfg = make_cfg("logger=wandb", f"model.name_or_path={tiny_bert}")
+    metrics = train(cfg)
+    info = run_info(Path(cfg.paths.output_dir))
+    assert info["name"] == "train" and info["group"] == "" and info["tags"] == []
+    assert info["summary"]["test/accuracy"] == metrics["test/accuracy"]
