@@ -140,7 +140,7 @@ def evaluate_ensemble(cfg: DictConfig) -> dict:
 
 
 def member_names(runs: list[str]) -> list[str]:
-    """Row labels: each run folder's name, or its last two path parts where names repeat (sweep jobs 0, 1, ...)."""
+    """Row labels: each run folder's name, or its last two path parts where names repeat (job 0 of two sweeps)."""
     names = [Path(r).name for r in runs]
     if len(set(names)) < len(names):
         names = ["/".join(Path(r).parts[-2:]) for r in runs]
