@@ -3,8 +3,10 @@
 The same data flags score a base model, a run's LoRA adapter or a run's full fine-tune, so "original vs full
 fine-tune vs PEFT" is three commands appending to one `out` file, printed as one table (see lft.report).
 Generation settings come from `data.generate` (`test_samples`: rows generated, null = all).
+`runs=[<run a>,<run b>,...]` scores each run and then their ensemble on the same rows (lft.ensemble).
 """
 
+import copy
 import json
 import logging
 import time
@@ -12,9 +14,11 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig, open_dict
 
 from lft import CONFIG_DIR
+from lft.ensemble import check_members, classification_result, generation_result
 from lft.errors import ConfigError
 from lft.loggers import build_loggers
 from lft.models import load_tokenizer
@@ -27,7 +31,19 @@ log = logging.getLogger("lft")
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    run = cfg.get("run")
+    if cfg.get("runs"):
+        return evaluate_ensemble(cfg)
+    row, module, _ = score(cfg, cfg.get("run"))
+    write_results(cfg, row, module.samples.get("test", []))
+    rows = append_row(cfg.out, row) if cfg.get("out") else [row]
+    print(format_table(rows))
+    return row
+
+
+def score(cfg: DictConfig, run, name: str | None = None, collect: bool = False, labels: list | None = None):
+    """Evaluate one model on the test split: (result row, the module, the task). collect=True keeps a
+    classification task's test logits and labels in task.collected, and refuses data whose label set is not
+    `labels` (ensemble members)."""
     with open_dict(cfg):
         if run:
             cfg.model = load_run_config(run).model  # the base the run trained; weights come from the run
@@ -39,35 +55,98 @@ def evaluate(cfg: DictConfig) -> dict:
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
     datamodule = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.get("cache_dir"))
+    if collect and hasattr(task, "collected"):
+        check_labels(task, run, labels)
+        task.collected = []
     model = load_trained_model(task, cfg.model, run)
     if run is None and hasattr(task, "policy_is_reference"):
         task.policy_is_reference = True  # DPO: a base model is its own reference (implicit rewards 0, one forward)
     model.eval()
     module = FineTuneModule(model, task, optimizer=None, scheduler_cfg=None)
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
-                        logger=build_loggers(cfg.get("logger")) or False, enable_checkpointing=False,
+                        logger=build_loggers(cfg.get("logger"), cfg.get("task_name")) or False,
+                        enable_checkpointing=False,
                         limit_test_batches=cfg.trainer.get("limit_test_batches") or 1.0,
                         enable_progress_bar=cfg.trainer.enable_progress_bar)
     start = time.perf_counter()
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     row = {
-        "name": cfg.get("name") or (Path(run).name if run else Path(str(cfg.model.name_or_path)).name),
+        "name": name or cfg.get("name") or (Path(run).name if run else Path(str(cfg.model.name_or_path)).name),
         "model": str(cfg.model.name_or_path),
         "weights": str(run) if run else None,
         "rows": len(datamodule.splits["test"]),
         **{k.removeprefix("test/"): float(v) for k, v in results.items()},
         "seconds": round(time.perf_counter() - start, 1),
     }
+    module.model = None  # ensembles score members one after another: free the weights before the next loads
+    return row, module, task
+
+
+def write_results(cfg: DictConfig, row: dict, samples: list[dict]) -> None:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.json").write_text(json.dumps(row, indent=2))
-    samples = module.samples.get("test", [])
     if samples:
         with (out_dir / "predictions.jsonl").open("w") as f:
             f.writelines(json.dumps(s) + "\n" for s in samples)
-    rows = append_row(cfg.out, row) if cfg.get("out") else [row]
-    print(format_table(rows))
+
+
+def check_labels(task, run, labels) -> None:
+    """The evaluation data must carry the label set the members were trained on (before weights load)."""
+    names = getattr(task, "label_names", None)
+    if labels and names is not None and list(names) != list(labels):
+        raise ConfigError(f"run={run} was trained on the labels {list(labels)}, but the evaluation data has "
+                          f"{list(names)}; evaluate the ensemble on its own data (data=..., data.label_names=...).")
+
+
+def evaluate_ensemble(cfg: DictConfig) -> dict:
+    """Score each run of `runs` (a row each, files under members/<i>/), then their ensemble on the same rows."""
+    if cfg.get("run"):
+        raise ConfigError("Give either run=<run dir> (one model) or runs=[<run a>,<run b>,...] (an ensemble), "
+                          "not both.")
+    runs = [str(r) for r in cfg.runs]
+    shared = check_members(runs)  # before any weights load
+    names = member_names(runs)
+    out_dir = Path(cfg.paths.output_dir)
+    rows, logits, labels, samples, task = [], [], [], [], None
+    for i, (run, name) in enumerate(zip(runs, names, strict=True)):
+        member_cfg = copy.deepcopy(cfg)
+        with open_dict(member_cfg):
+            member_cfg.paths.output_dir = str(out_dir / "members" / str(i))
+        log.info("Ensemble member %d/%d: %s", i + 1, len(runs), run)
+        row, module, task = score(member_cfg, run, name=name, collect=True, labels=shared["labels"])
+        member_samples = module.samples.get("test", [])
+        write_results(member_cfg, row, member_samples)
+        rows.append(row)
+        if getattr(task, "collected", None) is not None:
+            logits.append(torch.cat([x for x, _ in task.collected]))
+            labels.append(torch.cat([y for _, y in task.collected]))
+        samples.append(member_samples)
+    start = time.perf_counter()
+    if shared["task"] == "classification":
+        metrics, predictions = classification_result(task, logits, labels), []
+    else:
+        metrics, predictions = generation_result(task, samples)
+    row = {"name": cfg.get("name") or "ensemble", "model": rows[0]["model"], "weights": None, "members": runs,
+           "rows": rows[0]["rows"], **metrics,
+           "seconds": round(sum(r["seconds"] for r in rows) + time.perf_counter() - start, 1)}
+    write_results(cfg, {**row, "member_results": rows}, predictions)
+    table = [*rows, row]
+    if cfg.get("out"):
+        for r in table:
+            table = append_row(cfg.out, r)
+    print(format_table(table))
     return row
+
+
+def member_names(runs: list[str]) -> list[str]:
+    """Row labels: each run folder's name, or its last two path parts where names repeat (job 0 of two sweeps)."""
+    names = [Path(r).name for r in runs]
+    if len(set(names)) < len(names):
+        names = ["/".join(Path(r).parts[-2:]) for r in runs]
+    if len(set(names)) < len(names):
+        names = [f"{n} [{i}]" for i, n in enumerate(names)]
+    return names
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="evaluate", version_base="1.3")

@@ -116,7 +116,8 @@ class Generator:
         update_generation(metrics, preds, refs)
         for i, prompt_ids, pred, ref in zip(rows, prompts, preds, refs, strict=True):
             prompt = self.tokenizer.decode(prompt_ids, skip_special_tokens=not self.decoder_only)
-            self.samples.append({"row": int(fields["row"][i]), "prompt": prompt, "reference": ref[0], "prediction": pred})
+            self.samples.append({"row": int(fields["row"][i]), "prompt": prompt, "reference": ref[0],
+                                 "references": list(ref), "prediction": pred})
 
     def take_samples(self) -> list[dict]:
         samples, self.samples = sorted(self.samples, key=lambda s: s["row"]), []

@@ -1,9 +1,15 @@
-"""Experiment loggers from config (CSV, TensorBoard, wandb); wandb drops to offline without credentials."""
+"""Experiment loggers from config (CSV, TensorBoard, wandb); wandb drops to offline without credentials.
+
+In a Hydra multirun every job is its own wandb run; where the user set none, lft fills its `group` (the sweep:
+task name + sweep folder name), `tags` (the job's overrides) and `name` (job number + the overrides the sweep
+varies), so a dashboard groups the jobs of one sweep and tells them apart.
+"""
 
 import csv
 import logging
 import netrc
 import os
+import sys
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -11,16 +17,78 @@ from hydra.utils import instantiate
 log = logging.getLogger(__name__)
 
 
-def build_loggers(logger_cfg) -> list:
+def build_loggers(logger_cfg, task_name: str | None = None) -> list:
+    """task_name names a single run's wandb run (where wandb.name is null) and prefixes a sweep's group."""
     loggers = []
     for name, cfg in (logger_cfg or {}).items():
         if "_target_" not in cfg:
             continue
-        if name == "wandb" and not cfg.get("offline") and not wandb_credentials():
-            log.warning("wandb: no WANDB_API_KEY or login found, logging offline (sync later with `wandb sync`).")
-            cfg = {**cfg, "offline": True}
+        if name == "wandb":
+            cfg = {**cfg, **wandb_run_settings(cfg, task_name)}
+            if not cfg.get("offline") and not wandb_credentials():
+                log.warning("wandb: no WANDB_API_KEY or login found, logging offline (sync later with `wandb sync`).")
+                cfg["offline"] = True
         loggers.append(instantiate(cfg))
     return loggers
+
+
+TAG_LENGTH = 64  # wandb refuses longer tags
+
+
+def wandb_run_settings(cfg, task_name: str | None) -> dict:
+    """The group, tags and name lft fills for wandb where the user left them unset (null, [])."""
+    job = sweep_job()
+    out = {}
+    if job is None:
+        if not cfg.get("name") and task_name:
+            out["name"] = task_name
+        return out
+    overrides = job_overrides(job)
+    if not cfg.get("group"):
+        sweep = Path(str(job.sweep.dir)).name
+        out["group"] = f"{task_name}-{sweep}" if task_name else sweep
+    if not cfg.get("tags"):
+        out["tags"] = [tag[:TAG_LENGTH] for tag in overrides]
+    if not cfg.get("name"):
+        keys = swept_keys(job)
+        shown = [o for o in overrides if o.partition("=")[0].lstrip("+~") in keys] or overrides
+        out["name"] = " ".join([str(job.job.num), *shown])
+    return out
+
+
+def sweep_job():
+    """Hydra's config of this job when it is a job of a multirun, else None."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg if hydra_cfg.mode == RunMode.MULTIRUN else None
+
+
+def job_overrides(hydra_cfg) -> list[str]:
+    """The job's own command-line overrides (hydra.overrides.task), without Hydra's settings (hydra.*)."""
+    return [str(o) for o in hydra_cfg.overrides.task if not str(o).lstrip("+~").startswith("hydra")]
+
+
+def swept_keys(hydra_cfg) -> set[str]:
+    """Keys the sweep varies: sweep overrides on the command line (a=1,2; range(), choice()) and the
+    sweeper's own `params` (Optuna search spaces, the basic sweeper's hydra.sweeper.params)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys = set((hydra_cfg.sweeper.get("params") or {}).keys())
+    parser = OverridesParser.create()
+    for arg in sys.argv[1:]:
+        if "=" not in arg or arg.startswith("-"):
+            continue
+        try:
+            override = parser.parse_override(arg)
+        except Exception:  # not an override Hydra would read: it cannot vary anything
+            continue
+        if override.is_sweep_override():
+            keys.add(override.key_or_group)
+    return keys
 
 
 def wandb_credentials() -> bool:
@@ -30,6 +98,13 @@ def wandb_credentials() -> bool:
         return netrc.netrc().authenticators("api.wandb.ai") is not None
     except (FileNotFoundError, netrc.NetrcParseError):
         return False
+
+
+def write_summary(loggers, metrics: dict) -> None:
+    """The run's final metrics (metrics.json) as its wandb summary: the values a sweep's runs are compared by."""
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger":
+            logger.experiment.summary.update(metrics)
 
 
 def finish_loggers(loggers) -> None:

@@ -31,7 +31,7 @@ from lft.callbacks import NonFiniteLossError
 from lft.callbacks.trial_pruning import PRUNED, trial_pruning
 from lft.checks import check_config
 from lft.errors import ConfigError
-from lft.loggers import build_loggers, finish_loggers
+from lft.loggers import build_loggers, finish_loggers, write_summary
 from lft.models import load_tokenizer
 from lft.module import FineTuneModule
 from lft.resources import peak_memory_mb
@@ -75,7 +75,8 @@ def train(cfg: DictConfig) -> dict:
     callbacks = [instantiate(c) for c in nodes if c and "_target_" in c]
     callbacks += strategy_callbacks(model) + tune_callbacks(cfg)  # tune: finders of batch size and lr
     callbacks += trial_pruning(cfg.monitor.metric)  # a search trial with a pruner (hydra/sweeper=lft)
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg.get("logger")) or False,
+    loggers = build_loggers(cfg.get("logger"), cfg.get("task_name")) or False
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
                                      enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
     trainable, total = count_parameters(model)
     for logger in trainer.loggers:  # the whole resolved config, so dashboards can group and compare runs
@@ -120,6 +121,7 @@ def train(cfg: DictConfig) -> dict:
         metrics["weights_dir"] = str(save_weights(model, tokenizer, run_dir))
         save_manifest(run_dir, {s: ds._fingerprint for s, ds in datamodule.splits.items()})
         save_metrics(metrics, run_dir)  # last: a run folder with metrics.json is a finished run
+        write_summary(trainer.loggers, metrics)
         log.info("Run folder: %s", run_dir.resolve())
         log.info("Metrics: %s", {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()})
     finish_loggers(trainer.loggers)

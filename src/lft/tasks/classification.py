@@ -23,6 +23,8 @@ class ClassificationTask:
     name = "classification"
     peft_task_type = "SEQ_CLS"
     augment = None  # the run's `augment` settings (build_task): applied to the train split before tokenizing
+    # A list set by lft.evaluate's ensembles: evaluate() appends (logits, labels) per batch, on the CPU (rows x classes).
+    collected: list | None = None
 
     def __init__(self, data_cfg):
         self.cfg = data_cfg
@@ -102,6 +104,8 @@ class ClassificationTask:
     def evaluate(self, model, batch, metrics: MetricCollection) -> torch.Tensor:
         out = model(**batch)
         metrics.update(out.logits.argmax(-1), batch["labels"])
+        if self.collected is not None:
+            self.collected.append((out.logits.detach().float().cpu(), batch["labels"].cpu()))
         return out.loss
 
 
