@@ -34,7 +34,7 @@ from lft.errors import ConfigError
 from lft.loggers import build_loggers, finish_loggers, write_summary
 from lft.models import load_tokenizer
 from lft.module import FineTuneModule
-from lft.resources import peak_memory_mb
+from lft.resources import peak_memory_mb, reset_peak_memory
 from lft.resume import check_fresh_folder, check_resumable, last_checkpoint, requeued, resume_config
 from lft.run_folder import save_config, save_manifest, save_metrics, save_weights
 from lft.scale import compile_blocks
@@ -54,6 +54,7 @@ class RunStopped(Exception):
 def train(cfg: DictConfig) -> dict:
     """Fit, test the best checkpoint, and write the run folder. Returns the final metrics."""
     check_config(cfg)
+    reset_peak_memory()  # this run's peak, not an earlier sweep job's in the same process
     run_dir = Path(cfg.paths.output_dir)
     resume = cfg.get("resume")
     prepare_run_folder(run_dir, resume)
