@@ -36,16 +36,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The cases adapt the attention query/value projections (the LoRA default was that when they were set).
+QV = "strategy.target_modules=null"
 CASES = {
     "minilm_imdb_lora": ["model=minilm", "data=imdb", f"data.path={SHARED / 'imdb'}", "data.max_length=256",
-                         "data.batch_size=16", "strategy=lora"],
+                         "data.batch_size=16", "strategy=lora", QV],
     "minilm_imdb_full": ["model=minilm", "data=imdb", f"data.path={SHARED / 'imdb'}", "data.max_length=256",
                          "data.batch_size=16", "strategy=full"],
     "smollm2_alpaca_lora": ["model=smollm2_135m", "data=alpaca", f"data.path={SHARED / 'alpaca' / 'alpaca_5000.json'}",
                             "data.max_source_length=192", "data.max_target_length=64", "data.batch_size=8",
-                            "strategy=lora"],
+                            "strategy=lora", QV],
     "smollm2_dialogsum_lora": ["model=smollm2_135m", "data=dialogsum", f"data.path={SHARED / 'dialogsum'}",
-                               "data.batch_size=8", "strategy=lora"],
+                               "data.batch_size=8", "strategy=lora", QV],
 }
 SYSTEMS = ("lft", "hf_trainer", "hf_tuned", "bare_loop")
 
