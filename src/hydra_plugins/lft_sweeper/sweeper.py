@@ -306,7 +306,7 @@ def mark_interrupted(job_dir: Path) -> None:
     """failed.json in an interrupted job's folder, so `lft.report` lists it as failed rather than running."""
     if job_dir.is_dir() and not (job_dir / "failed.json").exists():
         (job_dir / "failed.json").write_text(json.dumps(
-            {"error": "interrupted: the search was stopped while this job ran; the resumed search replaced it",
+            {"error": "the search was stopped while this job ran; the resumed search replaced it",
              "type": "Interrupted", "traceback": ""}, indent=2))
 
 
