@@ -112,6 +112,7 @@ def worker(args) -> None:
         "generate_tokens_per_s": round(meter.tokens / meter.t["generate"], 2), "rouge1": row["rouge1"],
         "perplexity": row["perplexity"], "threads": torch.get_num_threads(),
         "predictions": [json.loads(line)["prediction"] for line in lines],
+        "references": [json.loads(line).get("references") or [json.loads(line)["reference"]] for line in lines],
     }))
 
 
@@ -165,6 +166,42 @@ def report(runs: list[dict], rows: int) -> None:
         if base and r is not base:
             print(f"{r['variant']} / baseline: tokens/s x{r['tokens_per_s'] / base['tokens_per_s']:.2f}, "
                   f"generation alone x{r['generate_tokens_per_s'] / base['generate_tokens_per_s']:.2f}")
+    compare_quality(best)
+
+
+def row_rouge1(predictions: list[str], references: list[list[str]]) -> list[float]:
+    """Per-row ROUGE-1 F (the scorer lft's metric uses: Porter stemmer, best reference)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True)
+    return [max(scorer.score(r, p)["rouge1"].fmeasure for r in refs) for p, refs in zip(predictions, references, strict=True)]
+
+
+def paired_difference(a: list[float], b: list[float], draws: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of b - a over the same rows and its 95% paired bootstrap interval (rows resampled together)."""
+    import random
+
+    diffs = [y - x for x, y in zip(a, b, strict=True)]
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(draws))
+    return sum(diffs) / len(diffs), means[int(0.025 * draws)], means[int(0.975 * draws)]
+
+
+def compare_quality(best: dict) -> None:
+    """ROUGE-1 of each variant against the fp32 texts (the baseline's texts where there is no baseline run):
+    greedy texts part at near-ties, so a difference counts only if its paired interval excludes 0."""
+    ref_name = "baseline" if "baseline" in best else "fp32" if "fp32" in best else None
+    if ref_name is None or "references" not in best[ref_name]:
+        return
+    ref = best[ref_name]
+    ref_scores = row_rouge1(ref["predictions"], ref["references"])
+    for name, r in best.items():
+        if name == ref_name:
+            continue
+        mean, low, high = paired_difference(ref_scores, row_rouge1(r["predictions"], r["references"]))
+        verdict = "within noise" if low <= 0 <= high else "a real difference"
+        print(f"ROUGE-1 {name} - {ref_name}: {100 * mean:+.2f} points, 95% paired bootstrap interval "
+              f"[{100 * low:+.2f}, {100 * high:+.2f}] over {len(ref_scores)} rows: {verdict}")
 
 
 def main() -> None:
