@@ -21,6 +21,7 @@ from peft.utils import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as IA3_
 from lft.errors import ConfigError
 from lft.models import is_quantized
 from lft.strategies.adalora_budget import PLACEHOLDER_STEPS
+from lft.strategies.adapter_dropout import use_adapter_dropout
 from lft.strategies.lora import check_target_modules, lora_config, peft_common, target_modules
 
 # Tasks peft's prompt learning (virtual tokens) has a model class for.
@@ -132,6 +133,8 @@ def apply(model, cfg, task):
         # Frozen embeddings: the first checkpointed block still needs an input that requires grad.
         model.enable_input_require_grads()
     try:
-        return get_peft_model(model, peft_config), task
+        model = get_peft_model(model, peft_config)
     except (ValueError, TypeError, NotImplementedError, AttributeError) as err:
         raise ConfigError(f"strategy={cfg.name}: peft cannot apply it to {type(model).__name__}: {err}") from err
+    use_adapter_dropout(model)  # a 1-byte mask per element for backward, not a float copy (adapter_dropout.py)
+    return model, task
