@@ -8,11 +8,13 @@ contributes a Lightning callback through strategy_callbacks (AdaLoRA's rank budg
 
 import logging
 
+from peft import PeftModel
 from torch import nn
 
 from lft.errors import ConfigError
 from lft.strategies import distill, freeze, full, peft_family
 from lft.strategies.adalora_budget import AdaLoraBudget, rank_allocator
+from lft.strategies.bf16_base import Bf16BaseWeights
 from lft.strategies.params import count_parameters
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,10 @@ STRATEGIES = {"full": full.apply, "freeze": freeze.apply, "distill": distill.app
 
 def strategy_callbacks(model: nn.Module) -> list:
     """Lightning callbacks a strategy needs during training, beside the run's own."""
-    return [AdaLoraBudget()] if rank_allocator(model) is not None else []
+    callbacks = [AdaLoraBudget()] if rank_allocator(model) is not None else []
+    if isinstance(model, PeftModel):  # only adapters are saved, so the frozen base may compute in bf16
+        callbacks.append(Bf16BaseWeights())
+    return callbacks
 
 
 def apply_strategy(model: nn.Module, cfg, task) -> tuple[nn.Module, object]:

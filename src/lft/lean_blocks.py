@@ -1,0 +1,58 @@
+"""Decoder blocks that keep less for backward, with the same numbers.
+
+SwiGLU MLP: Llama-family MLPs compute `down(silu(gate(x)) * up(x))`. Autograd keeps `gate(x)` for SiLU's
+backward and both factors of the product for the multiplication's: three tensors of the MLP's width (1,536 for
+SmolLM2-135M) per token per layer, the largest share of a LoRA step's activations. `silu(gate)` is cheap to recompute from
+`gate`, so `SwiGLU` keeps only `gate` and `up`; its backward runs the ATen kernels autograd would have run, in
+the same order, so gradients are bitwise the same.
+
+Grouped-query attention on the CPU: with a padding mask, transformers repeats each key/value head for every query
+head it serves before SDPA (its GQA path is for mask-free CUDA kernels), and SDPA keeps the repeated copies for
+backward: SmolLM2 (9 query, 3 key/value heads) keeps 3x the key and value bytes. PyTorch's CPU flash kernel takes
+the mask with `enable_gqa` and gives the same output; transformers' `TRANSFORMERS_SDPA_FORCE_GQA` turns it on.
+"""
+
+import os
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+
+class SwiGLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(gate, up)
+        return F.silu(gate) * up
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        gate, up = ctx.saved_tensors
+        grad_gate = grad_up = None
+        if ctx.needs_input_grad[1]:
+            grad_up = grad * F.silu(gate)
+        if ctx.needs_input_grad[0]:
+            grad_gate = torch.ops.aten.silu_backward(grad * up, gate)
+        return grad_gate, grad_up
+
+
+def _lean_forward(self, x: torch.Tensor) -> torch.Tensor:
+    return self.down_proj(SwiGLU.apply(self.gate_proj(x), self.up_proj(x)))
+
+
+def _is_swiglu_mlp(module: nn.Module) -> bool:
+    act = getattr(module, "act_fn", None)
+    return (type(module).__name__.endswith("MLP") and all(hasattr(module, p) for p in ("gate_proj", "up_proj", "down_proj"))
+            and type(act).__name__ in ("SiLU", "SiLUActivation"))
+
+
+def use_lean_blocks(model: nn.Module) -> int:
+    """Route every Llama-style SiLU MLP of `model` through SwiGLU (returns how many); GQA without repeats on CPU."""
+    if not torch.cuda.is_available():  # CUDA's masked SDPA would fall back to its math kernel with enable_gqa
+        os.environ.setdefault("TRANSFORMERS_SDPA_FORCE_GQA", "1")
+    count = 0
+    for module in model.modules():
+        if _is_swiglu_mlp(module):
+            module.forward = _lean_forward.__get__(module)
+            count += 1
+    return count

@@ -1,0 +1,115 @@
+"""Memory-lean training that must not change a number: SwiGLU, GQA on CPU, bf16 base weights under autocast."""
+
+import copy
+import os
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from safetensors.torch import load_file
+from transformers import LlamaConfig, LlamaForCausalLM
+
+import lft.train
+from lft.lean_blocks import use_lean_blocks
+from lft.strategies import strategy_callbacks
+from lft.strategies.bf16_base import Bf16BaseWeights
+from lft.train import train
+
+
+def _saved_bytes_loss_and_grads(model, ids, autocast: bool):
+    kept = []
+
+    def pack(t):
+        kept.append(t.numel() * t.element_size())
+        return t
+
+    model.zero_grad()
+    with (torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast),
+          torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    return sum(kept), loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_lean_swiglu_gives_bitwise_the_same_loss_and_gradients_and_keeps_less(autocast):
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)
+    plain = LlamaForCausalLM(config)
+    lean = copy.deepcopy(plain)
+    assert use_lean_blocks(lean) == 2
+    ids = torch.randint(0, 128, (3, 17))
+    kept_plain, loss_plain, grads_plain = _saved_bytes_loss_and_grads(plain, ids, autocast)
+    kept_lean, loss_lean, grads_lean = _saved_bytes_loss_and_grads(lean, ids, autocast)
+    assert torch.equal(loss_plain, loss_lean)
+    assert all(torch.equal(a, b) for a, b in zip(grads_plain, grads_lean, strict=True))
+    width = 2 if autocast else 4  # bytes of an element of the MLP's activations
+    assert kept_plain - kept_lean == 2 * 3 * 17 * 160 * width  # one MLP-wide tensor per layer less
+
+
+class _Dtypes(Callback):
+    """What the model's linear weights are while batches train."""
+
+    def __init__(self):
+        self.seen = set()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.seen.add(pl_module.model.get_base_model().model.layers[0].mlp.up_proj.base_layer.weight.dtype)
+
+
+def _lora_run(make_cfg, tiny_llama, pairs_data, out, monkeypatch, base_in_bf16: bool):
+    cfg = make_cfg("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={tiny_llama}", "strategy=lora",
+                   "trainer.precision=bf16-mixed", "test=false", out=out)
+    dtypes = _Dtypes()
+    monkeypatch.setattr(lft.train, "strategy_callbacks", lambda model: [
+        *(c for c in strategy_callbacks(model) if base_in_bf16 or not isinstance(c, Bf16BaseWeights)), dtypes])
+    metrics = train(cfg)
+    return metrics, dtypes.seen, load_file(f"{metrics['weights_dir']}/adapter_model.safetensors")
+
+
+def test_bf16_base_weights_train_the_same_adapters(make_cfg, tiny_llama, pairs_data, monkeypatch):
+    metrics, dtypes, adapters = _lora_run(make_cfg, tiny_llama, pairs_data, "bf16", monkeypatch, True)
+    plain_metrics, plain_dtypes, plain_adapters = _lora_run(make_cfg, tiny_llama, pairs_data, "fp32", monkeypatch,
+                                                            False)
+    assert dtypes == {torch.bfloat16} and plain_dtypes == {torch.float32}
+    assert metrics["train/loss"] == plain_metrics["train/loss"]
+    assert adapters.keys() == plain_adapters.keys()
+    assert all(torch.equal(adapters[k], plain_adapters[k]) for k in adapters)  # autocast's very numbers
+    assert any(adapters[k].abs().sum() > 0 for k in adapters if "lora_B" in k)  # and they did train
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the switch is for CPU-only machines")
+def test_grouped_query_attention_on_cpu_keeps_fewer_key_value_bytes_with_a_padding_mask(monkeypatch):
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=80, num_hidden_layers=2,
+                         num_attention_heads=8, num_key_value_heads=2, attn_implementation="sdpa")
+    model = LlamaForCausalLM(config)
+    ids = torch.randint(0, 128, (3, 40))
+    mask = torch.ones_like(ids)
+    mask[0, 30:] = 0  # a padded row: transformers passes a mask to SDPA
+
+    def step(force_gqa: str):
+        monkeypatch.setenv("TRANSFORMERS_SDPA_FORCE_GQA", force_gqa)
+        kept = []
+
+        def pack(t):
+            kept.append(t.numel() * t.element_size())
+            return t
+
+        model.zero_grad()
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
+        loss.backward()
+        return sum(kept), loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    kept_repeat, loss_repeat, grads_repeat = step("0")
+    monkeypatch.delenv("TRANSFORMERS_SDPA_FORCE_GQA")
+    use_lean_blocks(model)  # sets the switch where there is no GPU (as in CI)
+    assert os.environ["TRANSFORMERS_SDPA_FORCE_GQA"] == "1"
+    kept_gqa, loss_gqa, grads_gqa = step("1")
+    assert torch.equal(loss_repeat, loss_gqa)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_repeat, grads_gqa, strict=True))
+    # Per layer: key and value repeated for 8 query heads instead of 2 (6 heads x 8 dims x 3 x 40 tokens x 4
+    # bytes each), and SwiGLU's third MLP-wide tensor (80 x 3 x 40 x 4 bytes).
+    assert kept_repeat - kept_gqa == 2 * (2 * 6 * 8 * 3 * 40 * 4 + 80 * 3 * 40 * 4)
