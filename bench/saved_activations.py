@@ -1,8 +1,9 @@
 """What one training step keeps for backward: bytes of activations per token per layer, by dtype and shape.
 
-A forward of SmolLM2-135M (lft's loss, bf16 autocast as `precision=auto` gives on a bf16 CPU) on one random
-batch of 8 x 448 tokens with the last 64 labelled, under a saved-tensors hook that counts each distinct storage
-once (weights excluded). Strategy overrides as on the command line:
+A forward of SmolLM2-135M (lft's loss, bf16 autocast as `precision=auto` gives on a bf16 CPU, frozen linear weights
+in bf16 as an adapter fit holds them) on one random batch of 8 x 448 tokens with the last 64 labelled and one row
+padded (so attention gets a padding mask, as in training), under a saved-tensors hook that counts each distinct
+storage once (weights excluded). Strategy overrides as on the command line:
 
     python bench/saved_activations.py                                   # LoRA, all linear layers (the default)
     python bench/saved_activations.py strategy.target_modules=null      # LoRA on query/value
@@ -21,6 +22,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from lft import CONFIG_DIR  # noqa: E402
 from lft.losses.causal import causal_lm_loss  # noqa: E402
 from lft.strategies import apply_strategy  # noqa: E402
+from lft.strategies.bf16_base import frozen_linear_params  # noqa: E402
 from lft.tasks import build_task  # noqa: E402
 
 BATCH, LENGTH, LABELLED = 8, 448, 64
@@ -32,14 +34,20 @@ def main() -> None:
     task = build_task(cfg.data, cfg.model)
     model, task = apply_strategy(task.build_model(cfg.model), cfg.strategy, task)
     model.train()
+    for param in frozen_linear_params(model):  # what Bf16BaseWeights does for an adapter fit
+        param.data = param.data.to(torch.bfloat16)
     ids = torch.randint(0, 49000, (BATCH, LENGTH))
     labels = torch.where(torch.arange(LENGTH) >= LENGTH - LABELLED, ids, -100)
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
-    seen, tally = set(), collections.Counter()
+    mask = torch.ones_like(ids)
+    mask[0, -96:] = 0  # a right-padded row, as lft pads for training
+    labels[0, -96:] = -100
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    seen = {p.untyped_storage().data_ptr() for p in model.parameters()}  # weights (views of them too) excluded
+    tally = collections.Counter()
 
     def pack(t):
         storage = t.untyped_storage()
-        if storage.data_ptr() not in seen and not isinstance(t, torch.nn.Parameter) and t.numel() >= BATCH * LENGTH * 32:
+        if storage.data_ptr() not in seen and t.numel() >= BATCH * LENGTH * 32:
             seen.add(storage.data_ptr())
             tally[(str(t.dtype).removeprefix("torch."), tuple(t.shape[1:]))] += storage.nbytes()
         return t
