@@ -7,7 +7,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 from safetensors.torch import load_file
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 import lft.train
 from lft.lean_blocks import use_lean_blocks
@@ -80,7 +81,7 @@ def test_bf16_base_weights_train_the_same_adapters(make_cfg, tiny_llama, pairs_d
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the switch is for CPU-only machines")
-def test_grouped_query_attention_on_cpu_keeps_fewer_key_value_bytes_with_a_padding_mask(monkeypatch):
+def test_attention_on_cpu_keeps_one_mask_and_unrepeated_key_values_with_the_same_numbers(monkeypatch):
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=80, num_hidden_layers=2,
                          num_attention_heads=8, num_key_value_heads=2, attn_implementation="sdpa")
@@ -91,18 +92,19 @@ def test_grouped_query_attention_on_cpu_keeps_fewer_key_value_bytes_with_a_paddi
 
     def step(force_gqa: str):
         monkeypatch.setenv("TRANSFORMERS_SDPA_FORCE_GQA", force_gqa)
-        kept = []
+        kept = {}  # distinct storages: a tensor saved by several layers counts once
 
         def pack(t):
-            kept.append(t.numel() * t.element_size())
+            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
             return t
 
         model.zero_grad()
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
         loss.backward()
-        return sum(kept), loss.detach(), [p.grad.clone() for p in model.parameters()]
+        return sum(kept.values()), loss.detach(), [p.grad.clone() for p in model.parameters()]
 
+    monkeypatch.setitem(AttentionInterface._global_mapping, "sdpa", sdpa_attention_forward)  # transformers' own
     kept_repeat, loss_repeat, grads_repeat = step("0")
     monkeypatch.delenv("TRANSFORMERS_SDPA_FORCE_GQA")
     use_lean_blocks(model)  # sets the switch where there is no GPU (as in CI)
@@ -111,5 +113,30 @@ def test_grouped_query_attention_on_cpu_keeps_fewer_key_value_bytes_with_a_paddi
     assert torch.equal(loss_repeat, loss_gqa)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_repeat, grads_gqa, strict=True))
     # Per layer: key and value repeated for 8 query heads instead of 2 (6 heads x 8 dims x 3 x 40 tokens x 4
-    # bytes each), and SwiGLU's third MLP-wide tensor (80 x 3 x 40 x 4 bytes).
-    assert kept_repeat - kept_gqa == 2 * (2 * 6 * 8 * 3 * 40 * 4 + 80 * 3 * 40 * 4)
+    # bytes each) and SwiGLU's third MLP-wide tensor (80 x 3 x 40 x 4 bytes); one additive mask (3 x 40 x 40 x 4
+    # bytes) for both layers instead of one each.
+    assert kept_repeat - kept_gqa == 2 * (2 * 6 * 8 * 3 * 40 * 4 + 80 * 3 * 40 * 4) + 3 * 40 * 40 * 4
+
+
+def test_one_additive_mask_per_forward_gives_bitwise_the_same_loss_and_gradients(monkeypatch):
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=80, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=4, attn_implementation="sdpa")
+    model = LlamaForCausalLM(config)
+    ids = torch.randint(0, 128, (2, 24))
+    mask = torch.ones_like(ids)
+    mask[1, 20:] = 0
+
+    def step():
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    monkeypatch.setitem(AttentionInterface._global_mapping, "sdpa", sdpa_attention_forward)
+    loss_plain, grads_plain = step()
+    use_lean_blocks(model)
+    loss_lean, grads_lean = step()
+    assert torch.equal(loss_plain, loss_lean)
+    assert all(torch.equal(a, b) for a, b in zip(grads_plain, grads_lean, strict=True))

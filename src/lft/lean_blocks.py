@@ -10,13 +10,21 @@ Grouped-query attention on the CPU: with a padding mask, transformers repeats ea
 head it serves before SDPA (its GQA path is for mask-free CUDA kernels), and SDPA keeps the repeated copies for
 backward: SmolLM2 (9 query, 3 key/value heads) keeps 3x the key and value bytes. PyTorch's CPU flash kernel takes
 the mask with `enable_gqa` and gives the same output; transformers' `TRANSFORMERS_SDPA_FORCE_GQA` turns it on.
+
+One attention mask per forward: transformers gives SDPA a boolean mask and SDPA converts it to an additive one in
+the query's dtype at every layer, each layer keeping its own copy for backward (SmolLM2, 8 x 448 tokens: 3.2 MB
+per layer; it grows with the square of the length). Converting it once per forward, the way SDPA does, gives all
+layers the same tensor.
 """
 
 import os
+import weakref
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 
 class SwiGLU(torch.autograd.Function):
@@ -46,8 +54,30 @@ def _is_swiglu_mlp(module: nn.Module) -> bool:
             and type(act).__name__ in ("SiLU", "SiLUActivation"))
 
 
+_last_mask: tuple = (lambda: None, None, None)  # (weak ref to a boolean mask, dtype, its additive form)
+
+
+def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """SDPA's own conversion (0 where attended, -inf elsewhere), done once for the layers of one forward."""
+    global _last_mask
+    ref, cached_dtype, additive = _last_mask
+    if ref() is not mask or cached_dtype != dtype:
+        additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
+        _last_mask = (weakref.ref(mask), dtype, additive)
+    return additive
+
+
+def sdpa_one_mask(module, query, key, value, attention_mask, **kwargs):
+    """transformers' SDPA attention, with a boolean mask converted once per forward instead of in every layer."""
+    if attention_mask is not None and attention_mask.dtype == torch.bool and query.is_floating_point():
+        attention_mask = _additive(attention_mask, query.dtype)
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
 def use_lean_blocks(model: nn.Module) -> int:
-    """Route every Llama-style SiLU MLP of `model` through SwiGLU (returns how many); GQA without repeats on CPU."""
+    """Route every Llama-style SiLU MLP of `model` through SwiGLU (returns how many); SDPA with one mask per forward
+    (every model with `attn_implementation="sdpa"`); GQA without repeats on CPU."""
+    AttentionInterface.register("sdpa", sdpa_one_mask)
     if not torch.cuda.is_available():  # CUDA's masked SDPA would fall back to its math kernel with enable_gqa
         os.environ.setdefault("TRANSFORMERS_SDPA_FORCE_GQA", "1")
     count = 0
