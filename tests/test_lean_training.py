@@ -17,19 +17,31 @@ from lft.strategies.bf16_base import Bf16BaseWeights
 from lft.train import train
 
 
-def _saved_bytes_loss_and_grads(model, ids, autocast: bool):
-    kept = []
+def _step(model, ids, mask=None, autocast: bool = False):
+    """One forward and backward: bytes of distinct storages kept for backward, the loss, the gradients."""
+    kept = {}  # a tensor saved by several layers counts once
 
     def pack(t):
-        kept.append(t.numel() * t.element_size())
+        kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
     model.zero_grad()
     with (torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast),
           torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)):
-        loss = model(input_ids=ids, labels=ids).loss
+        loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
     loss.backward()
-    return sum(kept), loss.detach(), [p.grad.clone() for p in model.parameters()]
+    return sum(kept.values()), loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def _padded_llama(layers: int, heads: int, kv_heads: int, rows: int, length: int):
+    """A tiny SDPA Llama and a batch whose last row is padded, so transformers passes SDPA a mask."""
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=80, num_hidden_layers=layers,
+                         num_attention_heads=heads, num_key_value_heads=kv_heads, attn_implementation="sdpa")
+    ids = torch.randint(0, 128, (rows, length))
+    mask = torch.ones_like(ids)
+    mask[-1, length - 8:] = 0
+    return LlamaForCausalLM(config), ids, mask
 
 
 @pytest.mark.parametrize("autocast", [False, True])
@@ -41,8 +53,8 @@ def test_lean_swiglu_gives_bitwise_the_same_loss_and_gradients_and_keeps_less(au
     lean = copy.deepcopy(plain)
     assert use_lean_blocks(lean) == 2
     ids = torch.randint(0, 128, (3, 17))
-    kept_plain, loss_plain, grads_plain = _saved_bytes_loss_and_grads(plain, ids, autocast)
-    kept_lean, loss_lean, grads_lean = _saved_bytes_loss_and_grads(lean, ids, autocast)
+    kept_plain, loss_plain, grads_plain = _step(plain, ids, autocast=autocast)
+    kept_lean, loss_lean, grads_lean = _step(lean, ids, autocast=autocast)
     assert torch.equal(loss_plain, loss_lean)
     assert all(torch.equal(a, b) for a, b in zip(grads_plain, grads_lean, strict=True))
     width = 2 if autocast else 4  # bytes of an element of the MLP's activations
@@ -82,27 +94,11 @@ def test_bf16_base_weights_train_the_same_adapters(make_cfg, tiny_llama, pairs_d
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the switch is for CPU-only machines")
 def test_attention_on_cpu_keeps_one_mask_and_unrepeated_key_values_with_the_same_numbers(monkeypatch):
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=80, num_hidden_layers=2,
-                         num_attention_heads=8, num_key_value_heads=2, attn_implementation="sdpa")
-    model = LlamaForCausalLM(config)
-    ids = torch.randint(0, 128, (3, 40))
-    mask = torch.ones_like(ids)
-    mask[0, 30:] = 0  # a padded row: transformers passes a mask to SDPA
+    model, ids, mask = _padded_llama(layers=2, heads=8, kv_heads=2, rows=3, length=40)
 
     def step(force_gqa: str):
         monkeypatch.setenv("TRANSFORMERS_SDPA_FORCE_GQA", force_gqa)
-        kept = {}  # distinct storages: a tensor saved by several layers counts once
-
-        def pack(t):
-            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-            return t
-
-        model.zero_grad()
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
-        loss.backward()
-        return sum(kept.values()), loss.detach(), [p.grad.clone() for p in model.parameters()]
+        return _step(model, ids, mask)
 
     monkeypatch.setitem(AttentionInterface._global_mapping, "sdpa", sdpa_attention_forward)  # transformers' own
     kept_repeat, loss_repeat, grads_repeat = step("0")
@@ -119,24 +115,10 @@ def test_attention_on_cpu_keeps_one_mask_and_unrepeated_key_values_with_the_same
 
 
 def test_one_additive_mask_per_forward_gives_bitwise_the_same_loss_and_gradients(monkeypatch):
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=80, num_hidden_layers=3,
-                         num_attention_heads=4, num_key_value_heads=4, attn_implementation="sdpa")
-    model = LlamaForCausalLM(config)
-    ids = torch.randint(0, 128, (2, 24))
-    mask = torch.ones_like(ids)
-    mask[1, 20:] = 0
-
-    def step():
-        model.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(input_ids=ids, attention_mask=mask, labels=ids).loss
-        loss.backward()
-        return loss.detach(), [p.grad.clone() for p in model.parameters()]
-
+    model, ids, mask = _padded_llama(layers=3, heads=4, kv_heads=4, rows=2, length=24)
     monkeypatch.setitem(AttentionInterface._global_mapping, "sdpa", sdpa_attention_forward)
-    loss_plain, grads_plain = step()
+    _, loss_plain, grads_plain = _step(model, ids, mask, autocast=True)
     use_lean_blocks(model)
-    loss_lean, grads_lean = step()
+    _, loss_lean, grads_lean = _step(model, ids, mask, autocast=True)
     assert torch.equal(loss_plain, loss_lean)
     assert all(torch.equal(a, b) for a, b in zip(grads_plain, grads_lean, strict=True))
