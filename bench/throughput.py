@@ -10,6 +10,10 @@ alternate and repeat, and each system's fastest run counts.
   hf_trainer   transformers.Trainer with its defaults: random order, dynamic padding, fp32 on CPU
   hf_tuned     the Trainer with the same tricks it offers: group_by_length=True, bf16 where lft uses it
   bare_loop    a plain PyTorch loop over lft's batches in lft's precision: what lft adds or saves over a loop
+  lean_loop    the bare loop over lft's model (its lean blocks and fast dropout): what Lightning costs
+
+The Trainer and the bare loop train the model as transformers builds it (`model.lean_blocks=false`); lft and the
+lean loop train lft's (`src/lft/lean_blocks.py`, `src/lft/fast_dropout.py`).
 
 Printed per system: real (non-pad) training tokens/s over the training loop's seconds (lft: on_train_start ->
 on_train_end; the Trainer: on_train_begin -> on_train_end; the bare loop: its loop), the whole call's seconds
@@ -49,7 +53,8 @@ CASES = {
     "smollm2_dialogsum_lora": ["model=smollm2_135m", "data=dialogsum", f"data.path={SHARED / 'dialogsum'}",
                                "data.batch_size=8", "strategy=lora", QV],
 }
-SYSTEMS = ("lft", "hf_trainer", "hf_tuned", "bare_loop")
+SYSTEMS = ("lft", "hf_trainer", "hf_tuned", "bare_loop", "lean_loop")
+STOCK_MODEL = ("hf_trainer", "hf_tuned", "bare_loop")  # systems that load the model as transformers builds it
 
 
 # --- one run, in its own process --------------------------------------------------------------------
@@ -63,6 +68,8 @@ def compose_case(args, out_dir: Path):
                  f"data.test_size={args.eval_size}", "callbacks=none", f"trainer.max_epochs={args.epochs}",
                  "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=50",
                  "test=false", *args.override]
+    if args.system in STOCK_MODEL:
+        overrides.append("model.lean_blocks=false")
     if args.case.startswith("smollm2"):  # no generation: the timed part is training
         overrides += ["data.generate.val_samples=0", "data.generate.test_samples=0", "data.monitor.metric=val/loss",
                       "data.monitor.mode=min", f"data.packing={str(args.packing).lower()}"]

@@ -172,6 +172,7 @@ SETTINGS = [
     Setting("model.dropout", number(0, 1) | NULL, "0.1"),
     Setting("model.dtype", one_of("float32", "bfloat16", "float16") | NULL, "bfloat16"),
     Setting("model.gradient_checkpointing", BOOL, "true"),
+    Setting("model.lean_blocks", BOOL, "false"),
     Setting("strategy.r", integer(1), "8"),
     Setting("strategy.dropout", number(0, 1), "0.1"),
     Setting("strategy.freeze_bottom_layers", integer(0) | NULL, "4"),

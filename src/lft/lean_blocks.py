@@ -26,6 +26,8 @@ from torch import nn
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from lft import fast_dropout
+
 
 class SwiGLU(torch.autograd.Function):
     @staticmethod
@@ -68,9 +70,13 @@ def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def sdpa_one_mask(module, query, key, value, attention_mask, **kwargs):
-    """transformers' SDPA attention, with a boolean mask converted once per forward instead of in every layer."""
+    """transformers' SDPA attention, with a boolean mask converted once per forward instead of in every layer, and
+    (CPU training of a model whose dropouts are fast_dropout's) attention dropout from cheaper masks."""
     if attention_mask is not None and attention_mask.dtype == torch.bool and query.is_floating_point():
         attention_mask = _additive(attention_mask, query.dtype)
+    if (kwargs.get("dropout", 0) > 0 and query.device.type == "cpu" and fast_dropout.drops_fast(module)
+            and not any(kwargs.get(k) is not None for k in ("position_bias", "cache", "softcap"))):
+        return fast_dropout.attention(module, query, key, value, attention_mask, **kwargs)
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 

@@ -10,6 +10,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 from lft.errors import ConfigError
+from lft.fast_dropout import use_fast_dropout
 from lft.lean_blocks import use_lean_blocks
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,9 @@ def load_pretrained(model_cfg, auto_class, **config_overrides) -> torch.nn.Modul
     quantization = bnb_config(model_cfg.get("quantization"))
     model = auto_class.from_pretrained(path, config=config, dtype=dtype, quantization_config=quantization)
     model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as they are
-    use_lean_blocks(model)  # the same numbers, less kept for backward (lean_blocks.py)
+    if model_cfg.get("lean_blocks", True):
+        use_lean_blocks(model)  # the same numbers, less kept for backward (lean_blocks.py)
+        use_fast_dropout(model)  # the same distribution, cheaper masks on the CPU (fast_dropout.py)
     if model_cfg.get("gradient_checkpointing"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
