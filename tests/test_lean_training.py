@@ -117,8 +117,11 @@ def test_attention_on_cpu_keeps_one_mask_and_unrepeated_key_values_with_the_same
 def test_one_additive_mask_per_forward_gives_bitwise_the_same_loss_and_gradients(monkeypatch):
     model, ids, mask = _padded_llama(layers=3, heads=4, kv_heads=4, rows=2, length=24)
     monkeypatch.setitem(AttentionInterface._global_mapping, "sdpa", sdpa_attention_forward)
-    _, loss_plain, grads_plain = _step(model, ids, mask, autocast=True)
+    kept_plain, loss_plain, grads_plain = _step(model, ids, mask, autocast=True)
     use_lean_blocks(model)
-    _, loss_lean, grads_lean = _step(model, ids, mask, autocast=True)
+    kept_lean, loss_lean, grads_lean = _step(model, ids, mask, autocast=True)
     assert torch.equal(loss_plain, loss_lean)
     assert all(torch.equal(a, b) for a, b in zip(grads_plain, grads_lean, strict=True))
+    # Per layer, SwiGLU's third MLP-wide tensor (80 x 2 x 24, bf16); one bf16 mask (2 x 24 x 24) instead of three:
+    # RoPE hands SDPA fp32 queries, so the mask is built in the autocast dtype SDPA casts to.
+    assert kept_plain - kept_lean == 3 * 80 * 2 * 24 * 2 + 2 * (2 * 24 * 24 * 2)

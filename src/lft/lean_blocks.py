@@ -13,8 +13,8 @@ the mask with `enable_gqa` and gives the same output; transformers' `TRANSFORMER
 
 One attention mask per forward: transformers gives SDPA a boolean mask and SDPA converts it to an additive one in
 the query's dtype at every layer, each layer keeping its own copy for backward (SmolLM2, 8 x 448 tokens: 3.2 MB
-per layer; it grows with the square of the length). Converting it once per forward, the way SDPA does, gives all
-layers the same tensor.
+per layer; it grows with the square of the length). Converting it once per forward, the way SDPA does (in the
+autocast dtype under autocast, as SDPA would cast it), gives all layers the same tensor.
 """
 
 import os
@@ -73,7 +73,9 @@ def sdpa_one_mask(module, query, key, value, attention_mask, **kwargs):
     """transformers' SDPA attention, with a boolean mask converted once per forward instead of in every layer, and
     (CPU training of a model whose dropouts are fast_dropout's) attention dropout from cheaper masks."""
     if attention_mask is not None and attention_mask.dtype == torch.bool and query.is_floating_point():
-        attention_mask = _additive(attention_mask, query.dtype)
+        device = query.device.type  # under autocast, SDPA would cast an fp32 mask down again in every layer
+        attention_mask = _additive(attention_mask, torch.get_autocast_dtype(device)
+                                   if torch.is_autocast_enabled(device) else query.dtype)
     if (kwargs.get("dropout", 0) > 0 and query.device.type == "cpu" and fast_dropout.drops_fast(module)
             and not any(kwargs.get(k) is not None for k in ("position_bias", "cache", "softcap"))):
         return fast_dropout.attention(module, query, key, value, attention_mask, **kwargs)
