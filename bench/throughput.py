@@ -23,6 +23,14 @@ on_train_end; the Trainer: on_train_begin -> on_train_end; the bare loop: its lo
     python bench/throughput.py --case minilm_imdb_lora --train-size 400 --repeats 2
     python bench/throughput.py --case smollm2_alpaca_lora --train-size 160 --repeats 2
     python bench/throughput.py --case minilm_imdb_full --train-size 400
+
+On a GPU, a Llama of about 1B parameters from a config, bf16 (precision=auto), with packing or compile, and
+model-FLOPs utilization (6 x parameters x real tokens/s over the GPU's dense bf16 peak):
+
+    python bench/throughput.py --case llama_1b_synthetic --train-size 1024 --eval-size 64 --systems lft,hf_trainer,bare_loop --repeats 1
+    python bench/throughput.py --case llama_1b_synthetic --train-size 1024 --eval-size 64 --systems lft,bare_loop --packing --repeats 1
+    python bench/throughput.py --case llama_1b_synthetic --train-size 1024 --eval-size 64 --systems lft --override compile=true --repeats 1
+    python bench/throughput.py --case llama_tiny_synthetic --train-size 64 --eval-size 16   # the same code, CPU seconds
 """
 
 import argparse
@@ -53,6 +61,16 @@ CASES = {
     "smollm2_dialogsum_lora": ["model=smollm2_135m", "data=dialogsum", f"data.path={SHARED / 'dialogsum'}",
                                "data.batch_size=8", "strategy=lora", QV],
 }
+# Speed cases for a lent GPU: a Llama of about 1B parameters from a config (random weights) on rows of random
+# words, both built on first use by bench/llama_from_config.py; "tiny" runs the same code on a CPU in seconds.
+SYNTHETIC = Path(tempfile.gettempdir()) / "lft-bench"
+for _size in ("1b", "tiny"):
+    CASES[f"llama_{_size}_synthetic"] = [
+        "model=llama", f"model.name_or_path={SYNTHETIC / f'llama_{_size}'}", "model.dtype=null",
+        "model.gradient_checkpointing=false", "data=alpaca", f"data.path={SYNTHETIC / 'rows.json'}",
+        "data.max_source_length=256", "data.max_target_length=256", "data.batch_size=16", "strategy=lora", QV]
+# Dense bf16 peak FLOP/s by GPU name, for model-FLOPs utilization (MFU); --peak-tflops overrides.
+PEAK_TFLOPS = {"H100": 989.5, "H200": 989.5, "A100": 312.0}
 SYSTEMS = ("lft", "hf_trainer", "hf_tuned", "bare_loop", "lean_loop")
 STOCK_MODEL = ("hf_trainer", "hf_tuned", "bare_loop")  # systems that load the model as transformers builds it
 
@@ -70,7 +88,7 @@ def compose_case(args, out_dir: Path):
                  "test=false", *args.override]
     if args.system in STOCK_MODEL:
         overrides.append("model.lean_blocks=false")
-    if args.case.startswith("smollm2"):  # no generation: the timed part is training
+    if not args.case.startswith("minilm"):  # decoders, no generation: the timed part is training
         overrides += ["data.generate.val_samples=0", "data.generate.test_samples=0", "data.monitor.metric=val/loss",
                       "data.monitor.mode=min", f"data.packing={str(args.packing).lower()}"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -106,8 +124,9 @@ def worker(args) -> dict:
         model, seconds, total = (train_hf if args.system.startswith("hf") else train_bare)(args, cfg, task, datamodule,
                                                                                          out_dir)
         peak = peak_memory()
+    flops = 6 * sum(p.numel() for p in model.parameters()) * real_tokens  # 6N per token; a tied LM head counts once
     return {"system": args.system, "seconds": round(seconds, 2), "total_seconds": round(total, 2),
-            "real_tokens": real_tokens,
+            "real_tokens": real_tokens, "model_tflops_per_s": round(flops / seconds / 1e12, 3),
             "tokens_per_s": round(real_tokens / seconds, 1), "peak_memory_mb": round(peak),
             "precision": str(cfg.trainer.precision), "metric": final_metric(task, model, datamodule),
             "torch_threads": torch.get_num_threads()}
@@ -256,6 +275,7 @@ def main() -> None:
     parser.add_argument("--packing", action="store_true", help="lft and bare_loop pack rows (decoder cases)")
     parser.add_argument("--override", action="append", default=[], help="an extra lft config override (repeatable)")
     parser.add_argument("--out", type=Path, help="JSON results file (default bench/results/<case>.json)")
+    parser.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak, for MFU (default: by GPU name)")
     parser.add_argument("--system", help=argparse.SUPPRESS)  # worker mode: one run, JSON on stdout
     args = parser.parse_args()
     if args.system:
@@ -264,6 +284,11 @@ def main() -> None:
 
     import torch
 
+    if args.case.startswith("llama_"):
+        from llama_from_config import build_model, write_rows
+
+        build_model(args.case.split("_")[1], SYNTHETIC / f"llama_{args.case.split('_')[1]}")
+        write_rows(SYNTHETIC / "rows.json")
     systems = args.systems.split(",")
     runs = {s: [] for s in systems}
     for repeat in range(args.repeats):
@@ -279,24 +304,28 @@ def main() -> None:
                   f"{run['tokens_per_s']:8.1f} tok/s  "
                   f"{run['peak_memory_mb']:6d} MB  {run['metric']}", flush=True)
     best = {s: min(r, key=lambda x: x["seconds"]) for s, r in runs.items()}
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if gpu and k in gpu), None)
+    for b in best.values():
+        b["mfu"] = round(b["model_tflops_per_s"] / peak, 3) if peak else None
     ref = best.get("lft")
     result = {
         "case": args.case, "train_rows": args.train_size, "epochs": args.epochs, "packing": args.packing,
         "overrides": CASES[args.case] + args.override,
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_name(),
         "cpu_threads": torch.get_num_threads(), "torch": torch.__version__, "python": platform.python_version(),
-        "best": best, "all_seconds": {s: [r["seconds"] for r in rs] for s, rs in runs.items()},
+        "peak_tflops": peak, "best": best, "all_seconds": {s: [r["seconds"] for r in rs] for s, rs in runs.items()},
         "lft_speedup_over": {s: round(ref["tokens_per_s"] / b["tokens_per_s"], 2) for s, b in best.items()} if ref else {},
         "lft_memory_ratio_to": {s: round(ref["peak_memory_mb"] / b["peak_memory_mb"], 2) for s, b in best.items()} if ref else {},
     }
     out = args.out or Path(__file__).parent / "results" / f"{args.case}{'_packed' if args.packing else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print("\n| system | tokens/s | loop seconds | call seconds | peak MB | metric | lft speed-up |\n"
-          "| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| system | tokens/s | loop seconds | call seconds | peak MB | model TFLOP/s | MFU | metric | lft speed-up |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for s, b in best.items():
-        print(f"| {s} | {b['tokens_per_s']} | {b['seconds']} | {b['total_seconds']} | {b['peak_memory_mb']} | {b['metric']} | "
-              f"{result['lft_speedup_over'].get(s, '')} |")
+        print(f"| {s} | {b['tokens_per_s']} | {b['seconds']} | {b['total_seconds']} | {b['peak_memory_mb']} | "
+              f"{b['model_tflops_per_s']} | {b['mfu']} | {b['metric']} | {result['lft_speedup_over'].get(s, '')} |")
     print(f"\nwritten {out}")
 
 
