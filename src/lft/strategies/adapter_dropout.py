@@ -3,16 +3,13 @@
 peft puts an `nn.Dropout` before every LoRA adapter. On CPU, ATen's dropout multiplies by a float noise tensor
 and keeps it for backward (4 bytes per input element), and under bf16 autocast the adapter's first matmul then
 keeps its own bf16 copy of the dropped input (2 more). With `target_modules=all-linear` on SmolLM2 that is about
-29 KB per token per layer, more than the rest of the block's activations together. `fast_dropout.dropout` keeps
-a boolean mask instead (and draws it cheaply on the CPU), and casting to the autocast dtype first means the
-matmul's saved input is the dropout's own output: 3 bytes per element. Same distribution (independent masks,
-scaled by the inverse of the keep probability), different draws.
+29 KB per token per layer, more than the rest of the block's activations together. `torch.native_dropout` keeps
+a boolean mask instead, and casting to the autocast dtype first means the matmul's saved input is the dropout's
+own output: 3 bytes per element. Same distribution (independent masks, scaled by 1/(1-p)), different draws.
 """
 
 import torch
 from torch import nn
-
-from lft import fast_dropout
 
 
 class AdapterDropout(nn.Dropout):
@@ -22,7 +19,7 @@ class AdapterDropout(nn.Dropout):
             x = x.to(torch.get_autocast_dtype(device))  # the cast autocast gives the adapter's matmul anyway
         if not self.training or self.p == 0:
             return x
-        return fast_dropout.dropout(x, self.p)
+        return torch.native_dropout(x, self.p, True)[0]
 
 
 def use_adapter_dropout(model: nn.Module) -> int:
