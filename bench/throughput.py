@@ -287,7 +287,8 @@ def main() -> None:
     if args.case.startswith("llama_"):
         from llama_from_config import build_model, write_rows
 
-        build_model(args.case.split("_")[1], SYNTHETIC / f"llama_{args.case.split('_')[1]}")
+        size = args.case.split("_")[1]  # llama_<size>_synthetic
+        build_model(size, SYNTHETIC / f"llama_{size}")
         write_rows(SYNTHETIC / "rows.json")
     systems = args.systems.split(",")
     runs = {s: [] for s in systems}
