@@ -31,8 +31,9 @@ def test_adapter_dropout_computes_in_the_autocast_dtype():
     assert AdapterDropout(0.1)(x).dtype == torch.float32
 
 
-def _saved_bytes(model, task, batch) -> int:
-    """Bytes of distinct storages autograd keeps for backward (weights excluded)."""
+def _kept_bytes(step) -> int:
+    """Bytes of distinct storages autograd keeps for backward (weights excluded) while `step()` runs under bf16
+    autocast and returns a loss, then backward."""
     seen = {}
 
     def pack(t):
@@ -41,8 +42,12 @@ def _saved_bytes(model, task, batch) -> int:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
-        task.loss(model, batch).backward()  # lft's loss: the vocabulary's logits are not kept
+        step().backward()
     return sum(seen.values())
+
+
+def _saved_bytes(model, task, batch) -> int:
+    return _kept_bytes(lambda: task.loss(model, batch))  # lft's loss: the vocabulary's logits are not kept
 
 
 def test_lora_trains_with_adapter_dropout_and_keeps_less_for_backward(make_cfg, tiny_llama, pairs_data):
@@ -93,17 +98,9 @@ def test_dropping_lora_a_gives_adapter_dropout_then_lora_a_bitwise(autocast, sha
 def test_dropping_lora_a_keeps_one_input_copy_and_a_bit_per_element():
     x = torch.randn(16, 64, requires_grad=True)
     adapters = [DroppingLoraA(nn.Linear(64, 8, bias=False), 0.1) for _ in range(2)]
-    saved = {}
-
-    def pack(t):
-        if not isinstance(t, nn.Parameter):
-            saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
-        sum(a(x).float().sum() for a in adapters).backward()
+    kept = _kept_bytes(lambda: sum(a(x).float().sum() for a in adapters))
     weights_bf16 = 2 * 8 * 64 * 2
-    assert sum(saved.values()) == 16 * 64 * 2 + 2 * 16 * 64 // 8 + weights_bf16  # one bf16 input, two bit masks
+    assert kept == 16 * 64 * 2 + 2 * 16 * 64 // 8 + weights_bf16  # one bf16 input, two bit masks
     adapters[0].eval()
     assert torch.equal(adapters[0](x), x @ adapters[0].weight.t())  # no dropout in evaluation
 
