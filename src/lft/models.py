@@ -4,6 +4,8 @@ import hashlib
 import importlib.util
 import logging
 import os
+import shutil
+import uuid
 from pathlib import Path
 
 import torch
@@ -48,10 +50,17 @@ def convert_gguf(folder: str, gguf_file: str, cache_dir: Path) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = out.with_name(out.name + ".partial")
+    # A folder of this process's own, renamed when complete: an interrupted conversion never looks finished, and
+    # runs converting at once (parallel sweep jobs) do not write into each other's files.
+    tmp = out.with_name(f"{out.name}.partial-{uuid.uuid4().hex[:12]}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    tmp.rename(out)  # atomic: an interrupted conversion never looks finished
+    try:
+        tmp.rename(out)
+    except OSError:  # another run finished the same conversion first
+        if not (out / "config.json").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
