@@ -309,7 +309,7 @@ def test_dpo_with_qlora_uses_the_4bit_base_as_reference(make_cfg, tiny_llama_64,
 
 
 def _aten_dropped(x, p):
-    """`adapter_dropout.dropped` with ATen's Bernoulli masks instead of fast_dropout's lanes (for comparison)."""
+    """`fast_dropout.dropped` with ATen's Bernoulli masks instead of fast_dropout's lanes (for comparison)."""
     out, keep = torch.native_dropout(x, p, True)
     return out, keep.logical_not(), 1 / (1 - p)
 

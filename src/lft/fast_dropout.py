@@ -29,14 +29,28 @@ def drop_mask(shape: torch.Size, p: float, device: torch.device) -> tuple[torch.
     return lanes < threshold - _LANES // 2, _LANES / (_LANES - threshold)
 
 
+def dropped(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """`x` after dropout (p < 1), the boolean mask of dropped elements and the scale of kept ones; masks from
+    `drop_mask` on the CPU, from fp32 uniform draws elsewhere."""
+    if x.device.type == "cpu":
+        drop, scale = drop_mask(x.shape, p, x.device)
+    else:
+        drop, scale = torch.rand(x.shape, device=x.device) < p, 1 / (1 - p)
+    return apply_drop(x, drop, scale), drop, scale
+
+
+def apply_drop(x: torch.Tensor, drop: torch.Tensor, scale: float) -> torch.Tensor:
+    """Dropout's arithmetic for a given mask: its output from the input, its backward from the gradient."""
+    return (x * scale).masked_fill_(drop, 0)
+
+
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """F.dropout; on the CPU with a mask from `drop_mask`, kept (one byte an element) for backward."""
     if not training or p == 0:
         return x
     if x.device.type != "cpu" or p >= 1 or not x.is_floating_point():
         return F.dropout(x, p, training)
-    drop, scale = drop_mask(x.shape, p, x.device)
-    return (x * scale).masked_fill_(drop, 0)
+    return dropped(x, p)[0]
 
 
 def attention(module, query, key, value, attention_mask, dropout: float, scaling=None, is_causal=None, **_):

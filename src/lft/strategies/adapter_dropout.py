@@ -7,9 +7,9 @@ keeps its own bf16 copy of the dropped input (2 more). With `target_modules=all-
 a boolean mask instead, and casting to the autocast dtype first means the matmul's saved input is the dropout's
 own output: 3 bytes per element. Same distribution (independent masks, scaled by 1/(1-p)), different draws.
 
-Masks come from `fast_dropout.drop_mask` on the CPU (16-bit lanes of 64-bit draws: p to 1/65536, the scale its
-exact inverse): ATen's Bernoulli draws took about 7 ms per adapter per step on SmolLM2 Alpaca (8 x 200 x 576),
-lanes 1.2 ms, and with 60 adapters a step that was 8% of the loop. Other devices draw with ATen's Bernoulli.
+Masks come from `fast_dropout.dropped`: 16-bit lanes of 64-bit draws on the CPU (p to 1/65536, the scale its
+exact inverse), fp32 uniform draws elsewhere. ATen's Bernoulli draws took about 7 ms per adapter per step on SmolLM2 Alpaca
+(8 x 200 x 576), lanes 1.2 ms.
 
 Plain LoRA goes further: `lora_A(dropout(x))` becomes one step, `DroppingLoraA`, that keeps for backward the
 input itself (cast to the autocast dtype once per tensor, so the query and value adapters of a layer keep one
@@ -24,7 +24,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from torch.utils.weak import WeakTensorKeyDictionary
 
-from lft.fast_dropout import drop_mask
+from lft.fast_dropout import apply_drop, dropped
 
 BITS = 2 ** torch.arange(8, dtype=torch.uint8)
 _casts = WeakTensorKeyDictionary()  # input -> its autocast copy, while the input lives
@@ -42,20 +42,6 @@ def autocast_input(x: torch.Tensor) -> torch.Tensor:
     if cast is None or cast.dtype != dtype:
         cast = _casts[x] = x.to(dtype)
     return cast
-
-
-def dropped(x: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """`x` after dropout, the boolean mask of dropped elements and the scale of kept ones."""
-    if x.device.type == "cpu":
-        drop, scale = drop_mask(x.shape, p, x.device)
-    else:
-        keep, scale = torch.bernoulli(torch.full_like(x, 1 - p)).bool(), 1 / (1 - p)
-        drop = keep.logical_not_()
-    return apply_drop(x, drop, scale), drop, scale
-
-
-def apply_drop(x: torch.Tensor, drop: torch.Tensor, scale: float) -> torch.Tensor:
-    return (x * scale).masked_fill_(drop, 0)
 
 
 def pack_bits(mask: torch.Tensor) -> torch.Tensor:
