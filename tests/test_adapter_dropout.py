@@ -1,11 +1,21 @@
 """LoRA's adapter dropout: the same dropout, a smaller record for backward (lft.strategies.adapter_dropout)."""
 
+import copy
+
 import pytest
 import torch
+from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
-from lft.strategies import apply_strategy
-from lft.strategies.adapter_dropout import AdapterDropout, DroppingLoraA, pack_bits, unpack_bits
+from lft.fast_dropout import apply_drop
+from lft.strategies import adapter_dropout, apply_strategy
+from lft.strategies.adapter_dropout import (
+    AdapterDropout,
+    DroppingLoraA,
+    pack_bits,
+    unpack_bits,
+    use_adapter_dropout,
+)
 from lft.tasks import build_task
 
 
@@ -23,17 +33,15 @@ def test_adapter_dropout_drops_scales_and_passes_gradient_through_the_mask():
     assert dropout(x) is x
 
 
-def test_adapter_dropout_computes_in_the_autocast_dtype():
+def test_adapter_dropout_keeps_the_inputs_dtype_under_autocast():
     x = torch.randn(4, 8)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert AdapterDropout(0.1)(x).dtype == torch.bfloat16
-        assert AdapterDropout(0.1).eval()(x).dtype == torch.bfloat16  # the cast the adapter's matmul would make
-    assert AdapterDropout(0.1)(x).dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as nn.Dropout: DoRA reads the dtype of what it gets
+        assert AdapterDropout(0.1)(x).dtype == torch.float32
 
 
-def _kept_bytes(step) -> int:
-    """Bytes of distinct storages autograd keeps for backward (weights excluded) while `step()` runs under bf16
-    autocast and returns a loss, then backward."""
+def _kept_bytes(step, autocast: bool = True) -> int:
+    """Bytes of distinct storages autograd keeps for backward (weights excluded) while `step()` runs (under bf16
+    autocast by default) and returns a loss, then backward."""
     seen = {}
 
     def pack(t):
@@ -41,7 +49,8 @@ def _kept_bytes(step) -> int:
             seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.bfloat16):
+    with (torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+          torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast)):
         step().backward()
     return sum(seen.values())
 
@@ -68,39 +77,81 @@ def test_lora_trains_with_adapter_dropout_and_keeps_less_for_backward(make_cfg, 
         plain = nn.Linear(module.lora_A["default"].in_features, module.lora_A["default"].out_features, bias=False)
         plain.weight = module.lora_A["default"].weight
         module.lora_A["default"], module.lora_dropout["default"] = plain, nn.Dropout(0.1)
-    assert lean < 0.6 * _saved_bytes(model, task, batch)
+    assert lean < 0.7 * _saved_bytes(model, task, batch)  # 0.66 measured (fp32 inputs: bf16 dropped copies)
+
+
+def _atens_masks(x, p, lanes=None):
+    """`fast_dropout.dropped` drawing nn.Dropout's own mask on the CPU (ATen: `empty_like(x).bernoulli_(1 - p)`,
+    divided by 1 - p, then `x * noise`), so that the same seed gives peft's dropout and lft's the same mask."""
+    noise = torch.empty_like(x).bernoulli_(1 - p).div_(1 - p)
+    drop, scale = noise == 0, noise.max().item()
+    return apply_drop(x, drop, scale), drop, scale
+
+
+class _Projections(nn.Module):
+    """A layer's query and value projections, both reading one input."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.query, self.value = nn.Linear(width, 24), nn.Linear(width, 24)
+
+    def forward(self, x):
+        return self.query(x), self.value(x)
+
+
+def _run(model, inputs, autocast):
+    x = inputs.clone().requires_grad_()
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        outputs = model(x)
+    weights = torch.randn(outputs[0].shape, generator=torch.Generator().manual_seed(2))
+    sum((y.float() * weights * (i + 1)).sum() for i, y in enumerate(outputs)).backward()
+    grads = [p.grad for _, p in sorted(model.named_parameters()) if p.requires_grad]
+    return [*outputs, x.grad, *grads]
+
+
+def test_atens_masks_draw_what_nn_dropout_draws():
+    x = torch.randn(7, 300)
+    torch.manual_seed(3)
+    expected = nn.Dropout(0.1)(x)
+    torch.manual_seed(3)
+    assert torch.equal(_atens_masks(x, 0.1)[0], expected)
 
 
 @pytest.mark.parametrize("autocast", [True, False])
-@pytest.mark.parametrize("shape", [(4, 37, 64), (3, 5)])
-def test_dropping_lora_a_gives_adapter_dropout_then_lora_a_bitwise(autocast, shape):
-    """Same draws, outputs and gradients (input, both adapters' weights) as AdapterDropout then an nn.Linear, for
-    two adapters reading one input the way a layer's query and value adapters do."""
+@pytest.mark.parametrize("variant", ["lora", "dora"])
+@pytest.mark.parametrize("shape", [(4, 37, 64), (5, 64)])
+def test_adapter_dropout_gives_bitwise_what_peft_gives_for_the_same_mask(variant, autocast, shape, monkeypatch):
+    """peft's LoRA (DoRA) layers with their nn.Dropout against the same layers after use_adapter_dropout
+    (DroppingLoraA; AdapterDropout), drawing nn.Dropout's masks: outputs and gradients (input, every adapter
+    weight) bitwise equal, in fp32 and under bf16 autocast, for two adapters reading one input."""
     torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules=["query", "value"],
+                        use_dora=variant == "dora")
+    stock = inject_adapter_in_model(config, _Projections(shape[-1]))
+    for name, param in stock.named_parameters():
+        if "lora_B" in name:  # peft starts B at 0: no gradient would reach A or the input
+            nn.init.normal_(param)
+    lft = copy.deepcopy(stock)
+    assert use_adapter_dropout(lft) == 2
+    fused = [isinstance(m, DroppingLoraA) for m in lft.modules() if isinstance(m, nn.Linear)]
+    assert sum(fused) == (2 if variant == "lora" else 0)
+    monkeypatch.setattr(adapter_dropout, "dropped", _atens_masks)
     inputs = torch.randn(*shape)
-    plain = [nn.Linear(shape[-1], 8, bias=False) for _ in range(2)]
-    fused = [DroppingLoraA(linear, 0.1) for linear in plain]
-    results = []
-    for path in ("separate", "fused"):
-        x = inputs.clone().requires_grad_()
-        for linear in plain:
-            linear.weight.grad = None
-        torch.manual_seed(1)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            ys = [a(AdapterDropout(0.1)(x)) if path == "separate" else b(x) for a, b in zip(plain, fused, strict=True)]
-        weights = torch.randn(ys[0].shape, generator=torch.Generator().manual_seed(2))
-        sum((y.float() * weights * (i + 1)).sum() for i, y in enumerate(ys)).backward()
-        results.append([*ys, x.grad, *(linear.weight.grad.clone() for linear in plain)])
-    for separate, fused_result in zip(*results, strict=True):
-        assert torch.equal(separate, fused_result)
+    for expected, got in zip(_run(stock, inputs, autocast), _run(lft, inputs, autocast), strict=True):
+        assert got.dtype == expected.dtype and torch.equal(got, expected)
 
 
-def test_dropping_lora_a_keeps_one_input_copy_and_a_bit_per_element():
+@pytest.mark.parametrize("autocast", [True, False])
+def test_dropping_lora_a_keeps_a_bit_per_element_and_the_smaller_input(autocast):
     x = torch.randn(16, 64, requires_grad=True)
     adapters = [DroppingLoraA(nn.Linear(64, 8, bias=False), 0.1) for _ in range(2)]
-    kept = _kept_bytes(lambda: sum(a(x).float().sum() for a in adapters))
-    weights_bf16 = 2 * 8 * 64 * 2
-    assert kept == 16 * 64 * 2 + 2 * 16 * 64 // 8 + weights_bf16  # one bf16 input, two bit masks
+    kept = _kept_bytes(lambda: sum(a(x).float().sum() for a in adapters), autocast)
+    masks = 2 * 16 * 64 // 8
+    if autocast:  # each adapter's bf16 dropped input, and bf16 weights
+        assert kept == 2 * 16 * 64 * 2 + masks + 2 * 8 * 64 * 2
+    else:  # the input once (it is a leaf here, so counted)
+        assert kept == 16 * 64 * 4 + masks
     adapters[0].eval()
     assert torch.equal(adapters[0](x), x @ adapters[0].weight.t())  # no dropout in evaluation
 

@@ -1,47 +1,37 @@
-"""Adapter dropout that keeps a one-byte mask for backward, in the dtype the adapter computes in.
+"""Adapter dropout that keeps a one-byte mask for backward, and plain LoRA's dropout and `lora_A` as one step.
 
 peft puts an `nn.Dropout` before every LoRA adapter. On CPU, ATen's dropout multiplies by a float noise tensor
-and keeps it for backward (4 bytes per input element), and under bf16 autocast the adapter's first matmul then
-keeps its own bf16 copy of the dropped input (2 more). With `target_modules=all-linear` on SmolLM2 that is about
-29 KB per token per layer, more than the rest of the block's activations together. `torch.native_dropout` keeps
-a boolean mask instead, and casting to the autocast dtype first means the matmul's saved input is the dropout's
-own output: 3 bytes per element. Same distribution (independent masks, scaled by 1/(1-p)), different draws.
+and keeps it for backward (4 bytes per input element); `AdapterDropout` keeps a boolean mask instead (1 byte).
 
 Masks come from `fast_dropout.dropped`: 16-bit lanes of 64-bit draws on the CPU (p to 1/65536, the scale its
-exact inverse), fp32 uniform draws elsewhere. ATen's Bernoulli draws took about 7 ms per adapter per step on SmolLM2 Alpaca
-(8 x 200 x 576), lanes 1.2 ms.
+exact inverse), fp32 uniform draws elsewhere: the same distribution as ATen's, other draws. ATen's Bernoulli draws
+took about 7 ms per adapter per step on SmolLM2 Alpaca (8 x 200 x 576), lanes 1.2 ms. Given the same mask and
+scale, the arithmetic is peft's, in peft's order: drop and scale in the input's dtype, then autocast's cast to
+bf16; so outputs and gradients are bitwise peft's (tested against peft's LoRA and DoRA layers).
 
 Plain LoRA goes further: `lora_A(dropout(x))` becomes one step, `DroppingLoraA`, that keeps for backward the
-input itself (cast to the autocast dtype once per tensor, so the query and value adapters of a layer keep one
-copy between them; each adapter's gradient still goes back in the input's dtype) and the mask packed to one bit
-per element, and recomputes the dropped input in backward with dropout's own arithmetic: the same draws and
-gradients as `AdapterDropout` then `lora_A`. SmolLM2-135M with query/value adapters: 3.4 KB per token per layer
-become 1.3 KB. Variants (DoRA, ...) read the dropped input themselves and keep `AdapterDropout`.
+mask packed to one bit per element and, under bf16 autocast, the bf16 dropped input the matmul reads; in fp32 the
+input itself (the adapters reading one input, e.g. a layer's query and value, keep it once between them), from
+which backward recomputes the dropped input with dropout's own arithmetic. peft keeps the float noise and, under
+bf16 autocast, the matmul's bf16 copy of the dropped input per adapter: on SmolLM2-135M under bf16 autocast,
+6.9 KB per token per layer become 2.4 KB with query/value adapters, 29.9 KB become 10.6 KB with all-linear. Variants (DoRA, ...) and convolutions read the dropped input themselves and keep `AdapterDropout`.
 """
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
-from torch.utils.weak import WeakTensorKeyDictionary
 
 from lft.fast_dropout import apply_drop, dropped
 
 BITS = 2 ** torch.arange(8, dtype=torch.uint8)
-_casts = WeakTensorKeyDictionary()  # input -> its autocast copy, while the input lives
 
 
-def autocast_input(x: torch.Tensor) -> torch.Tensor:
-    """`x` in the autocast dtype (what the adapter's matmul would cast it to), one copy per tensor."""
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype a linear layer computes `x` in: autocast's where it is on (it leaves fp64 alone), else `x`'s."""
     device = x.device.type
-    if not (x.is_floating_point() and torch.is_autocast_enabled(device)):
-        return x
-    dtype = torch.get_autocast_dtype(device)
-    if x.dtype == dtype:
-        return x
-    cast = _casts.get(x)
-    if cast is None or cast.dtype != dtype:
-        cast = _casts[x] = x.to(dtype)
-    return cast
+    if x.is_floating_point() and x.dtype != torch.float64 and torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
 
 
 def pack_bits(mask: torch.Tensor) -> torch.Tensor:
@@ -56,27 +46,30 @@ def unpack_bits(bits: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 
 class DroppedInputLinear(torch.autograd.Function):
-    """`linear(dropout(x, p), weight)` keeping `x` and a 1-bit mask for backward."""
+    """`linear(dropout(x, p), weight)` keeping a 1-bit mask for backward, and either `x` (when the linear computes
+    in its dtype: the adapters reading `x` share it) or the dropped input in the compute dtype (autocast's bf16:
+    half the bytes of fp32 `x`)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, p: float) -> torch.Tensor:
-        cast = autocast_input(x)  # made here, without a graph: each adapter's gradient reaches `x` in its dtype
-        out, drop, scale = dropped(cast, p)
-        w = weight.to(cast.dtype)  # autocast's cast of the weight
+        out, drop, scale = dropped(x, p)  # in x's dtype, as peft's nn.Dropout; then autocast's casts
+        dtype = compute_dtype(x)
+        out, w = out.to(dtype), weight.to(dtype)
+        ctx.recompute = x.dtype == dtype
         ctx.scale, ctx.mask_shape, ctx.input_dtype, ctx.weight_dtype = scale, drop.shape, x.dtype, weight.dtype
-        ctx.save_for_backward(cast, pack_bits(drop), w)
+        ctx.save_for_backward(x if ctx.recompute else out, pack_bits(drop), w)
         return F.linear(out, w)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        cast, bits, w = ctx.saved_tensors
+        kept, bits, w = ctx.saved_tensors
         drop = unpack_bits(bits, ctx.mask_shape)
         grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_x = apply_drop(grad.matmul(w), drop, ctx.scale).to(ctx.input_dtype)  # dropout's own backward
+        if ctx.needs_input_grad[0]:  # the matmul's backward, the cast's, then dropout's
+            grad_x = apply_drop(grad.matmul(w).to(ctx.input_dtype), drop, ctx.scale)
         if ctx.needs_input_grad[1]:
-            out = apply_drop(cast, drop, ctx.scale)  # the forward's dropped input, recomputed
-            grad_w = grad.reshape(-1, grad.shape[-1]).t().mm(out.reshape(-1, cast.shape[-1]))  # as mm's backward
+            out = apply_drop(kept, drop, ctx.scale) if ctx.recompute else kept  # the forward's dropped input
+            grad_w = grad.reshape(-1, grad.shape[-1]).t().mm(out.reshape(-1, out.shape[-1]))  # as mm's backward
             grad_w = grad_w.to(ctx.weight_dtype)
         return grad_x, grad_w, None
 
@@ -93,7 +86,7 @@ class DroppingLoraA(nn.Linear):
         if not self.training:
             return F.linear(x, self.weight)
         if not torch.is_grad_enabled():
-            return F.linear(dropped(autocast_input(x), self.p)[0], self.weight)
+            return F.linear(dropped(x, self.p)[0], self.weight)
         return DroppedInputLinear.apply(x, self.weight, self.p)
 
     def extra_repr(self) -> str:
@@ -101,10 +94,10 @@ class DroppingLoraA(nn.Linear):
 
 
 class AdapterDropout(nn.Dropout):
+    """nn.Dropout keeping a one-byte mask. Its output stays in the input's dtype: DoRA computes its weight norm in
+    the dtype of the dropped input, outside autocast, and would lose precision to an early bf16 cast."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        device = x.device.type
-        if x.is_floating_point() and torch.is_autocast_enabled(device):
-            x = x.to(torch.get_autocast_dtype(device))  # the cast autocast gives the adapter's matmul anyway
         if not self.training or self.p == 0:
             return x
         return dropped(x, self.p)[0]
