@@ -106,19 +106,100 @@ def test_packed_accumulated_micro_batches_equal_one_unpacked_batch(make_cfg, tin
     assert gradient_gap(whole, packed) < TOLERANCE
 
 
-def test_two_ddp_processes_equal_one_process_with_the_global_batch(make_cfg, tmp_path, tiny_llama, uneven_pairs):
-    """gloo DDP on the CPU: each process trains on its half of the rows, whose tokens differ in number."""
+def test_two_ddp_processes_accumulating_equal_one_process_with_the_whole_batch(make_cfg, tmp_path, tiny_llama,
+                                                                               uneven_pairs):
+    """gloo DDP on the CPU, 2 processes x 2 rows x 2 accumulated micro-batches against one batch of 8 rows: every
+    micro-batch holds a different number of tokens, and the epoch ends on a short window."""
     common = [f"model.name_or_path={tiny_llama}", "data=dialogsum", f"data.path={uneven_pairs}",
               "data.generate.val_samples=0", "data.monitor.metric=val/loss", "data.monitor.mode=min", "test=false",
-              "trainer.max_epochs=1", "trainer.limit_val_batches=1",
+              "data.group_by_length=false", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
               "trainer.enable_progress_bar=false", "trainer.gradient_clip_val=null", "model.dropout=0.0",
               "precision=fp32", "optimizer=sgd", "optimizer.momentum=0.0", f"optimizer.lr={LR}", "scheduler=constant"]
-    ddp = subprocess.run([sys.executable, "-m", "lft.train", *common, "trainer=ddp_cpu", "data.batch_size=4",
-                          "hydra.run.dir=ddp"], cwd=tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                         capture_output=True, text=True, timeout=300)
+    ddp = subprocess.run([sys.executable, "-m", "lft.train", *common, "trainer=ddp_cpu", "data.batch_size=2",
+                          "trainer.accumulate_grad_batches=2", "hydra.run.dir=ddp"], cwd=tmp_path,
+                         env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one = train(make_cfg(*common, "trainer=cpu", "data.batch_size=8", out="one"))  # in this process: quicker
     assert one["optimizer_steps"] == json.loads((tmp_path / "ddp" / "metrics.json").read_text())["optimizer_steps"] == 2
     a, b = (torch.load(tmp_path / r / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
             for r in ("ddp", "one"))
     assert gradient_gap(a, b) < TOLERANCE
+
+
+# --- the look-ahead: the sampler counts what each batch trains on --------------------------------------------------
+@pytest.fixture(scope="session")
+def plain_text(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("plain_text") / "text.txt"
+    path.write_text("\n".join(f"line {i} of text" + " about the weather" * (i % 5) for i in range(60)))
+    return str(path)
+
+
+COUNTED = {  # every kind of labelled item, with length grouping, packing and a mixture
+    "prompt_packed": lambda f: [f"model.name_or_path={f('tiny_llama')}", "data=dialogsum", "data.packing=true",
+                                f"data.path={f('uneven_pairs')}"],
+    "raw_text": lambda f: [f"model.name_or_path={f('tiny_gpt2')}", "data=text", f"data.path={f('plain_text')}",
+                           "data.block_size=16"],
+    "seq2seq": lambda f: [f"model.name_or_path={f('tiny_t5')}", "data=dialogsum", f"data.path={f('uneven_pairs')}"],
+    "mixture_packed": lambda f: [f"model.name_or_path={f('tiny_llama')}", "data=mixture", "data.packing=true",
+                                 "data.mixture={dialogsum: 2, text: 1}", f"data.members.dialogsum.path={f('uneven_pairs')}",
+                                 f"data.members.text.path={f('plain_text')}", "+data.members.text.block_size=16"],
+    "dpo": lambda f: [f"model.name_or_path={f('tiny_llama')}", "data=hh_rlhf_harmless",
+                      f"data.path={f('uneven_preferences')}"],
+    "classification": lambda f: [f"model.name_or_path={f('tiny_bert')}"],
+}
+
+
+@pytest.mark.parametrize("case", list(COUNTED))
+def test_the_sampler_counts_the_items_each_processs_batch_trains_on(case, make_cfg, request):
+    cfg = make_cfg(*COUNTED[case](request.getfixturevalue), "data.batch_size=3", "data.group_by_length=true")
+    task = build_task(cfg.data, cfg.model)
+    datamodule = task.encode(load_tokenizer(cfg.model), cfg.seed)
+    train = datamodule.splits["train"]
+    ranks = [datamodule.make_train_sampler(world_size=2, rank=r) for r in (0, 1)]
+    for epoch in (0, 1):
+        for sampler in ranks:
+            sampler.set_epoch(epoch)
+        counted = []
+        for index, shares in enumerate(zip(*ranks, strict=True)):
+            batches = [datamodule.train_collate_fn([train[i] for i in rows]) for rows in shares]
+            items = [int(task.items(batch)) for batch in batches]
+            assert items == [sampler.local_items(epoch, index) for sampler in ranks]
+            assert sum(items) == ranks[0].window_items(epoch, index, index + 1) == ranks[1].window_items(
+                epoch, index, index + 1)
+            counted.append(sum(items))
+        assert counted and ranks[0].window_items(epoch, 0, len(counted) + 5) == sum(counted)
+        assert ranks[0].window_items(epoch, 2, 4) == sum(counted[2:4])
+
+
+def test_labelled_tokens_counts_past_ignored_labels_in_selected_rows():
+    from datasets import Dataset
+
+    from lft.data.datamodule import labelled_tokens
+
+    rows = Dataset.from_dict({"labels": [[-100, 1, 2], [3], [], [-100, -100, 5, 6], [7, 8, -100]]}).select([3, 0, 2, 4, 1])
+    assert labelled_tokens(rows, shifted=False).tolist() == [2, 2, 0, 2, 1]
+    assert labelled_tokens(rows, shifted=True).tolist() == [2, 2, 0, 1, 0]  # the first position predicts nothing
+
+
+def test_a_resumed_epoch_weighs_its_windows_as_the_uninterrupted_one():
+    from lft.data.sampler import ResumableBatchSampler
+
+    items = [1 + (7 * i) % 11 for i in range(50)]
+    full = ResumableBatchSampler(50, 4, seed=2, row_items=items, lengths=items)
+    resumed = ResumableBatchSampler(50, 4, seed=2, row_items=items, lengths=items)
+    resumed.resume_at(epoch=0, batches_done=5)
+    assert len(list(resumed)) == len(full) - 5
+    assert [resumed.window_items(0, s, s + 2) for s in range(0, 13, 2)] == [
+        sum(items[i] for b in list(full)[s:s + 2] for i in b) for s in range(0, 13, 2)]
+
+
+def test_a_task_whose_counts_disagree_with_its_batches_stops_at_the_first_step(make_cfg, tiny_llama, uneven_pairs):
+    cfg = make_cfg(f"model.name_or_path={tiny_llama}", "data=dialogsum", f"data.path={uneven_pairs}")
+    task = build_task(cfg.data, cfg.model)
+    datamodule = task.encode(load_tokenizer(cfg.model), cfg.seed)
+    datamodule.row_items = None  # counts rows, while the loss averages over tokens
+    module = FineTuneModule(task.build_model(cfg.model), task, partial(torch.optim.SGD, lr=LR), cfg.scheduler)
+    trainer = L.Trainer(max_steps=1, accelerator="cpu", limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(RuntimeError, match="task's items\\(\\) and its datamodule's row_items disagree"):
+        trainer.fit(module, datamodule=datamodule)

@@ -87,27 +87,27 @@ class EncodedDataModule(L.LightningDataModule):
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
     def train_dataloader(self) -> DataLoader:
-        train = self.splits["train"]
-        world_size, rank = self._world()
-        lengths = row_lengths(train) if self.group_by_length else None
-        self.train_sampler = ResumableBatchSampler(self.epoch_rows or len(train), self.batch_size, self.seed,
-                                                   lengths=lengths, num_replicas=world_size, rank=rank,
-                                                   order=self.train_order,
-                                                   current_epoch=self._trainer_epoch, row_items=self._items())
+        self.train_sampler = self.make_train_sampler(*self._world())
         if self._resume_at is not None:
             self.train_sampler.resume_at(*self._resume_at)
             self._resume_at = None
-        return DataLoader(train, batch_sampler=self.train_sampler, collate_fn=self.train_collate_fn,
+        return DataLoader(self.splits["train"], batch_sampler=self.train_sampler, collate_fn=self.train_collate_fn,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           generator=self._own_generator())
 
-    def _items(self) -> Sequence[int] | None:
+    def make_train_sampler(self, world_size: int = 1, rank: int = 0) -> ResumableBatchSampler:
+        """Process `rank`'s training batches among `world_size`, knowing each row's labelled items."""
+        train = self.splits["train"]
         if self.row_items is not None and self._train_items is None:  # once: the batch-size finder rebuilds loaders
-            self._train_items = self.row_items(self.splits["train"])
-        return self._train_items
+            self._train_items = self.row_items(train)
+        lengths = row_lengths(train) if self.group_by_length else None
+        epoch = self._trainer_epoch if self.trainer is not None else None  # None: the epoch set_epoch gives
+        return ResumableBatchSampler(self.epoch_rows or len(train), self.batch_size, self.seed, lengths=lengths,
+                                     num_replicas=world_size, rank=rank, order=self.train_order,
+                                     current_epoch=epoch, row_items=self._train_items)
 
     def _trainer_epoch(self) -> int:
-        return self.trainer.current_epoch if self.trainer is not None else self.train_sampler.epoch
+        return self.trainer.current_epoch
 
     def eval_split(self, split: str):
         """The split in `eval_order` (a view: Dataset.select keeps the rows and maps indices)."""
