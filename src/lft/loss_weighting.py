@@ -26,9 +26,14 @@ DeepSpeed counts its accumulation windows itself, across epoch ends: its windows
 batch count is a multiple of k.
 """
 
+import logging
+from functools import cache
+
 import torch
 
 from lft.data.sampler import ResumableBatchSampler
+
+log = logging.getLogger(__name__)
 
 
 def training_sampler(trainer) -> ResumableBatchSampler | None:
@@ -40,13 +45,21 @@ def training_sampler(trainer) -> ResumableBatchSampler | None:
 def micro_batch_weight(trainer, batch_idx: int, items) -> torch.Tensor | float:
     """items x k x W / N: the factor that turns a micro-batch's mean loss into its share of the step's."""
     sampler = training_sampler(trainer)
-    if sampler is None:
-        return 1.0
     k = trainer.accumulate_grad_batches
+    if sampler is None:
+        if k > 1 or trainer.world_size > 1:
+            _warn_unweighted()
+        return 1.0
     start = batch_idx - batch_idx % k  # Lightning steps after batches k-1, 2k-1, ... and after the epoch's last
     stop = min(start + k, trainer.num_training_batches)  # limit_train_batches may end the epoch early
     window = sampler.window_items(trainer.current_epoch, start, stop)
     return items * (k * trainer.world_size / max(window, 1))
+
+
+@cache
+def _warn_unweighted() -> None:
+    log.warning("The training loader has no lft batch sampler, so accumulated micro-batches and processes are "
+                "averaged as Lightning does (each micro-batch's mean), not weighted by their labelled tokens.")
 
 
 def check_items(trainer, batch_idx: int, items) -> None:
