@@ -8,6 +8,7 @@ import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from lft.loggers import log_samples
+from lft.loss_weighting import check_items, micro_batch_weight
 from lft.schedulers import lr_lambda
 
 NO_DECAY = ("bias", "norm", "ln_")  # parameter-name fragments that skip weight decay
@@ -30,9 +31,11 @@ class FineTuneModule(L.LightningModule):
         self.samples: dict[str, list[dict]] = {}
         self.train_loop_seconds = 0.0  # the training loop alone (fit minus setup and teardown), for metrics.json
         self._loop_start = 0.0
+        self._items_checked = False
 
     def on_fit_start(self):
         self.train_loop_seconds = 0.0  # tuner trials (lft/tune.py) run the training loop before fit starts
+        self._items_checked = False
 
     def on_train_start(self):
         self._loop_start = time.perf_counter()
@@ -41,9 +44,14 @@ class FineTuneModule(L.LightningModule):
         self.train_loop_seconds += time.perf_counter() - self._loop_start
 
     def training_step(self, batch, batch_idx):
-        loss = self.task.loss(self.model, batch)
+        loss = self.task.loss(self.model, batch)  # the mean over the batch's labelled items: what train/loss shows
         self.log("train/loss", loss, prog_bar=True, batch_size=_batch_size(batch))
-        return loss
+        items = self.task.items(batch)
+        if not self._items_checked:
+            check_items(self.trainer, batch_idx, items)
+            self._items_checked = True
+        # Weighted by items across accumulated micro-batches and processes (lft/loss_weighting.py).
+        return loss * micro_batch_weight(self.trainer, batch_idx, items)
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, self.val_metrics, "val")

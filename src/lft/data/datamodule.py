@@ -2,18 +2,24 @@
 
 Training batches come from ResumableBatchSampler (data/sampler.py): the order depends on the seed and the
 epoch only, each process takes its slice, and a checkpoint records how far into the epoch training got
-(state_dict), so a resumed run sees exactly the batches an uninterrupted one would. Evaluation batches follow
+(state_dict), so a resumed run sees exactly the batches an uninterrupted one would. The sampler also knows
+each row's labelled items (`row_items`: what the task's loss averages over), so the training step can weight
+its loss by tokens across accumulation and processes (lft/loss_weighting.py). Evaluation batches follow
 the task's `eval_order` (generative tasks: rows to generate for first, by prompt length), else dataset order.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import lightning as L
+import numpy as np
+import pyarrow.compute as pc
 import torch
 from datasets import DatasetDict
 from torch.utils.data import DataLoader, DistributedSampler
 
 from lft.data.sampler import ResumableBatchSampler
+
+IGNORE = -100
 
 
 def row_lengths(split) -> list[int]:
@@ -22,6 +28,22 @@ def row_lengths(split) -> list[int]:
         return [len(ids) for ids in split["input_ids"]]
     columns = [c for c in split.column_names if c.endswith("input_ids")]
     return [max(len(ids) for ids in row) for row in zip(*(split[c] for c in columns), strict=True)]
+
+
+def labelled_tokens(split, shifted: bool) -> np.ndarray:
+    """Labels other than -100 per row: the tokens a loss averages over. shifted: a causal LM, whose first
+    position predicts nothing (its loss reads labels[1:]); packing drops exactly that label per document too."""
+    labels = split.with_format("arrow")["labels"].combine_chunks()  # columnar: no Python loop over tokens
+    lengths = pc.list_value_length(labels).fill_null(0).to_numpy()
+    kept = labels.flatten().to_numpy(zero_copy_only=False) != IGNORE
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    counts = np.concatenate([[0], np.cumsum(kept)])
+    counts = counts[ends] - counts[starts]
+    if shifted:
+        filled = lengths > 0
+        counts[filled] -= kept[starts[filled]]
+    return counts
 
 
 def member_batches(members: list[int], batch_size: int) -> list[list[int]]:
@@ -39,7 +61,7 @@ class EncodedDataModule(L.LightningDataModule):
                  *, seed: int = 0, group_by_length: bool = False, train_collate_fn=None, stats: dict | None = None,
                  eval_order: Callable[[object], list[int]] | None = None,
                  train_order: Callable[[torch.Generator, int], list[int]] | None = None,
-                 epoch_rows: int | None = None):
+                 epoch_rows: int | None = None, row_items: Callable[[object], Sequence[int]] | None = None):
         super().__init__()
         self.splits = splits
         self.stats = dict(stats or {})  # what encoding counted for the run's metrics (e.g. augment/changed)
@@ -53,6 +75,9 @@ class EncodedDataModule(L.LightningDataModule):
         self.eval_order = eval_order
         self.train_order = train_order  # None: every training row once per epoch, shuffled (mixtures: data/mixture.py)
         self.epoch_rows = epoch_rows  # rows train_order yields per epoch (default: the split's size)
+        # Labelled items per training row, from the split (None: the loss averages over rows or pairs).
+        self.row_items = row_items
+        self._train_items: Sequence[int] | None = None
         self._ordered: dict[str, object] = {}  # evaluation splits in eval_order, computed once
         self.train_sampler: ResumableBatchSampler | None = None
         self._resume_at: tuple[int, int] | None = None
@@ -62,22 +87,27 @@ class EncodedDataModule(L.LightningDataModule):
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
     def train_dataloader(self) -> DataLoader:
-        train = self.splits["train"]
-        world_size, rank = self._world()
-        lengths = row_lengths(train) if self.group_by_length else None
-        self.train_sampler = ResumableBatchSampler(self.epoch_rows or len(train), self.batch_size, self.seed,
-                                                   lengths=lengths, num_replicas=world_size, rank=rank,
-                                                   order=self.train_order,
-                                                   current_epoch=self._trainer_epoch)
+        self.train_sampler = self.make_train_sampler(*self._world())
         if self._resume_at is not None:
             self.train_sampler.resume_at(*self._resume_at)
             self._resume_at = None
-        return DataLoader(train, batch_sampler=self.train_sampler, collate_fn=self.train_collate_fn,
+        return DataLoader(self.splits["train"], batch_sampler=self.train_sampler, collate_fn=self.train_collate_fn,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
                           generator=self._own_generator())
 
+    def make_train_sampler(self, world_size: int = 1, rank: int = 0) -> ResumableBatchSampler:
+        """Process `rank`'s training batches among `world_size`, knowing each row's labelled items."""
+        train = self.splits["train"]
+        if self.row_items is not None and self._train_items is None:  # once: the batch-size finder rebuilds loaders
+            self._train_items = self.row_items(train)
+        lengths = row_lengths(train) if self.group_by_length else None
+        epoch = self._trainer_epoch if self.trainer is not None else None  # None: the epoch set_epoch gives
+        return ResumableBatchSampler(self.epoch_rows or len(train), self.batch_size, self.seed, lengths=lengths,
+                                     num_replicas=world_size, rank=rank, order=self.train_order,
+                                     current_epoch=epoch, row_items=self._train_items)
+
     def _trainer_epoch(self) -> int:
-        return self.trainer.current_epoch if self.trainer is not None else self.train_sampler.epoch
+        return self.trainer.current_epoch
 
     def eval_split(self, split: str):
         """The split in `eval_order` (a view: Dataset.select keeps the rows and maps indices)."""

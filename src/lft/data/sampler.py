@@ -7,10 +7,14 @@ One sampler serves every concern of the training loader:
   so N processes with batch B see exactly the rows one process with batch N*B would;
 - length grouping: rows are sorted by length inside shuffled windows of many batches, so a batch pads to
   similar lengths (less wasted compute), while the batch order stays shuffled;
-- other orders (e.g. task mixtures): pass `order`, a function (generator, epoch) -> row indices.
+- other orders (e.g. task mixtures): pass `order`, a function (generator, epoch) -> row indices;
+- look-ahead for token weighting: since every process knows every global batch, `window_items` counts the
+  labelled items (tokens, rows or pairs: `row_items`) of any run of global batches, all processes' rows
+  together, before the first of them trains (lft/loss_weighting.py).
 """
 
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 
 import torch
 
@@ -26,7 +30,7 @@ class ResumableBatchSampler:
     def __init__(self, num_rows: int, batch_size: int, seed: int, *, shuffle: bool = True,
                  lengths: Sequence[int] | None = None, num_replicas: int = 1, rank: int = 0,
                  order: Callable[[torch.Generator, int], list[int]] | None = None,
-                 current_epoch: Callable[[], int] | None = None):
+                 current_epoch: Callable[[], int] | None = None, row_items: Sequence[int] | None = None):
         self.num_rows = num_rows
         self.batch_size = batch_size
         self.seed = seed
@@ -40,6 +44,8 @@ class ResumableBatchSampler:
         # after a resume at an epoch's end, which would replay the previous epoch's order.
         self.current_epoch = current_epoch
         self._skip: tuple[int, int] | None = None  # (epoch, batches) to skip once, set by resume_at
+        self.row_items = row_items  # labelled items per row (tokens the loss averages over); None: 1 per row
+        self._items_before: tuple[int, list[int]] | None = None  # (epoch, items in global batches before each)
 
     def set_epoch(self, epoch: int) -> None:  # Lightning calls this before every epoch
         self.epoch = epoch
@@ -81,8 +87,26 @@ class ResumableBatchSampler:
             skip = self._skip[1]
             self._skip = None
         for batch in self.global_batches(epoch)[skip:]:
-            share = len(batch) // self.num_replicas
-            yield batch[share * self.rank:share * (self.rank + 1)]
+            yield self._share(batch)
+
+    def _share(self, batch: list[int]) -> list[int]:
+        share = len(batch) // self.num_replicas
+        return batch[share * self.rank:share * (self.rank + 1)]
+
+    def window_items(self, epoch: int, start: int, stop: int) -> int:
+        """Labelled items in the epoch's global batches start..stop-1 (every process's rows together)."""
+        if self._items_before is None or self._items_before[0] != epoch:  # once per epoch, not per step
+            sizes = [self._items(batch) for batch in self.global_batches(epoch)]
+            self._items_before = (epoch, list(accumulate(sizes, initial=0)))
+        before = self._items_before[1]
+        return before[min(stop, len(before) - 1)] - before[start]
+
+    def local_items(self, epoch: int, index: int) -> int:
+        """Labelled items in this process's share of the epoch's global batch `index`."""
+        return self._items(self._share(self.global_batches(epoch)[index]))
+
+    def _items(self, rows: list[int]) -> int:
+        return len(rows) if self.row_items is None else sum(int(self.row_items[i]) for i in rows)
 
     def __len__(self) -> int:
         size = self.batch_size * self.num_replicas

@@ -10,7 +10,9 @@ Every task offers the same small surface, used by train() and the Lightning modu
   build_model(model_cfg) -> nn.Module
   head_modules(model) -> list[str]               modules a PEFT/freeze strategy keeps trainable
   metrics() -> torchmetrics.MetricCollection
-  loss(model, batch) -> Tensor                   training loss
+  loss(model, batch) -> Tensor                   training loss: a mean over the batch's labelled items
+  items(batch) -> int | Tensor                   those items (tokens, rows or pairs); the datamodule's
+                                                 `row_items` counts them per row (lft/loss_weighting.py)
   evaluate(model, batch, metrics) -> Tensor      validation/test loss; updates metrics
   take_samples() -> list[dict]                   (generative tasks) rows generated since the last call
 

@@ -9,6 +9,7 @@
 """
 
 import logging
+from functools import partial
 from itertools import chain
 
 import torch
@@ -18,7 +19,7 @@ from transformers import AutoModelForCausalLM
 
 from lft.data.augment import augment_train
 from lft.data.cache import cached_encoding
-from lft.data.datamodule import EncodedDataModule
+from lft.data.datamodule import EncodedDataModule, labelled_tokens
 from lft.data.packing import PackingCollator, check_packing_isolates
 from lft.data.pairs import (
     eval_fields,
@@ -75,7 +76,8 @@ class CausalLMTask:
         return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
                                  cfg.get("num_workers", 0), seed=seed,
                                  group_by_length=cfg.get("group_by_length", True), train_collate_fn=packing,
-                                 eval_order=generation_order, stats=metadata.get("stats"))
+                                 eval_order=generation_order, stats=metadata.get("stats"),
+                                 row_items=partial(labelled_tokens, shifted=True))
 
     def prompt_builder(self, tokenizer) -> PromptBuilder:
         cfg = self.cfg
@@ -167,6 +169,10 @@ class CausalLMTask:
 
     def loss(self, model, batch) -> torch.Tensor:
         return causal_lm_loss(model, split_fields(batch)[0])
+
+    def items(self, batch) -> torch.Tensor:
+        """Tokens the loss averages over: labels after the first position (which predicts nothing)."""
+        return (batch["labels"][:, 1:] != IGNORE).sum()
 
     def evaluate(self, model, batch, metrics) -> torch.Tensor:
         return evaluate_text(model, batch, metrics, self.generator, shifted=True)

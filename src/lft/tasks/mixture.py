@@ -92,7 +92,7 @@ class MixtureTask:
                                    group_by_length=self.cfg.get("group_by_length", True),
                                    train_collate_fn=first.train_collate_fn,
                                    train_order=mixture_order(offsets, sizes, counts), epoch_rows=epoch_rows,
-                                   stats=stats)
+                                   stats=stats, row_items=first.row_items)
 
     # --- model --------------------------------------------------------------------------------
     def build_model(self, model_cfg):
@@ -111,6 +111,9 @@ class MixtureTask:
 
     def loss(self, model, batch) -> torch.Tensor:
         return self.first.loss(model, batch)  # one kind of task: every member's rows train alike
+
+    def items(self, batch):
+        return self.first.items(batch)
 
     def evaluate(self, model, batch, metrics) -> torch.Tensor:
         member = batch.pop("member")

@@ -108,6 +108,9 @@ class _PairTask:
     def loss(self, model, batch) -> torch.Tensor:
         return self.forward(model, batch)[0]
 
+    def items(self, batch) -> int:
+        return len(batch["pair_key"])  # the loss averages over pairs
+
 
 class DpoTask(_PairTask):
     name = "dpo"

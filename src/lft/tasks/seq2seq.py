@@ -4,6 +4,8 @@ The encoder reads the rendered template (e.g. "Summarize the following conversat
 the decoder learns the target; label padding is -100, so it carries no loss.
 """
 
+from functools import partial
+
 import torch
 from datasets import DatasetDict
 from torch import nn
@@ -11,7 +13,7 @@ from transformers import AutoModelForSeq2SeqLM
 
 from lft.data.augment import augment_train
 from lft.data.cache import cached_encoding
-from lft.data.datamodule import EncodedDataModule
+from lft.data.datamodule import EncodedDataModule, labelled_tokens
 from lft.data.pairs import (
     eval_fields,
     limit_long_targets,
@@ -52,7 +54,7 @@ class Seq2SeqTask:
         return EncodedDataModule(encoded, EvalCollator(tokenizer), cfg.batch_size, cfg.eval_batch_size,
                                  cfg.get("num_workers", 0), seed=seed,
                                  group_by_length=cfg.get("group_by_length", True), stats=metadata.get("stats"),
-                                 eval_order=generation_order)
+                                 eval_order=generation_order, row_items=partial(labelled_tokens, shifted=False))
 
     def _tokenize(self, tokenizer, seed: int, prompts: PromptBuilder) -> tuple[DatasetDict, dict]:
         cfg = self.cfg
@@ -99,6 +101,10 @@ class Seq2SeqTask:
 
     def loss(self, model, batch) -> torch.Tensor:
         return model(**split_fields(batch)[0]).loss
+
+    def items(self, batch) -> torch.Tensor:
+        """Target tokens the loss averages over (label padding is -100)."""
+        return (batch["labels"] != -100).sum()
 
     def evaluate(self, model, batch, metrics) -> torch.Tensor:
         return evaluate_text(model, batch, metrics, self.generator, shifted=False)
