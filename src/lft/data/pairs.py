@@ -11,6 +11,7 @@ from datasets import Dataset, DatasetDict
 
 from lft.data.sources import load_splits
 from lft.data.templates import Template, get_template
+from lft.data.values import MISSING, kind, text_to_text_columns
 from lft.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -18,8 +19,8 @@ LONG_TARGET_POLICIES = ("error", "truncate", "drop")
 
 
 def load_pairs(cfg, seed: int) -> tuple[DatasetDict, Template]:
-    splits = load_splits(cfg, seed)
     template = get_template(cfg.get("template"), cfg.get("source_column"))
+    splits = load_splits(cfg, seed, text_to_text_columns(cfg, template))
     for split, ds in splits.items():
         for column in template.columns():
             if column not in ds.column_names:
@@ -43,7 +44,7 @@ def reference_columns(cfg, ds) -> list[str]:
 
 
 def row_references(cfg, columns: list[str], row: dict) -> list[str]:
-    refs = [str(row[c]) for c in columns if row.get(c)]
+    refs = [str(row[c]) for c in columns if kind(row.get(c)) not in MISSING]  # a row may lack some (data/values.py)
     return refs or [target_text(cfg, row[cfg.target_column])]
 
 
