@@ -266,6 +266,18 @@ def test_numbers_in_a_csv_text_column_are_refused_and_a_label_column_with_a_gap_
     assert sorted(set(encoded.splits["train"]["labels"])) == [0, 1]
 
 
+def test_integer_targets_with_a_gap_in_a_csv_still_name_their_class(make_cfg, tiny_llama, tmp_path):
+    """Classification as instructions (data.target_names): a CSV label column with an empty cell loads as floats;
+    1.0 is still class 1, "positive", not the text "1.0"."""
+    csv = tmp_path / "train.csv"
+    csv.write_text("text,label\n" + "".join(f"review {i},{'' if i == 3 else i % 2}\n" for i in range(ROWS)))
+    cfg = make_cfg("data=imdb_instruct", f"data.path={csv}", f"model.name_or_path={tiny_llama}")
+    tokenizer, encoded = encode(cfg)
+    targets = {text_of(tokenizer, encoded, split, r, "labels") for split in ("train", "validation")
+               for r in range(len(encoded.splits[split]))}
+    assert targets == {"negative [SEP]", "positive [SEP]"}
+
+
 # --- lengths against the model's positions ----------------------------------------------------------------------
 LENGTHS = [
     # (id, model fixture, overrides, message or None, {data key: value after fitting})

@@ -56,8 +56,10 @@ def target_text(cfg, value) -> str:
     """A target as text: integer class labels become their `data.target_names` word (classification as
     instructions), anything else its string."""
     names = cfg.get("target_names")
-    if names and isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value < len(names):
+    if names and isinstance(value, float) and value.is_integer():
+        value = int(value)  # a CSV integer column with an empty cell loads as floats (data/values.py)
+    if names and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not (isinstance(value, int) and 0 <= value < len(names)):
             raise ConfigError(f"data.target_names={list(names)} has no name for label {value}; list one name per "
                               "label, in label order.")
         return str(names[value])
