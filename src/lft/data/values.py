@@ -121,12 +121,12 @@ def check_values(ds: Dataset, columns: list[Column], where: str, max_bad_fractio
 
 def _kinds(ds: Dataset, column: Column, where: str) -> np.ndarray:
     """The kind of every value of the column; raises at the first value the column refuses."""
-    values = ds.data.column(column.name)  # freshly read splits: no index mapping, the file's row order
+    values = ds.with_format("arrow")[column.name]
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):  # Arrow says it all, fast
         blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(values), ""), False).to_numpy(zero_copy_only=False)
         nulls = pc.is_null(values).to_numpy(zero_copy_only=False)
         return np.where(nulls, "null", np.where(blank, "blank", "text"))
-    python_values = ds[column.name]  # numbers, booleans, lists, objects, or a mix of them (a Json column)
+    python_values = list(ds[column.name])  # numbers, booleans, lists, objects, or a mix of them (a Json column)
     kinds = np.array([kind(v) for v in python_values], dtype=object)
     for row, (value_kind, value) in enumerate(zip(kinds, python_values, strict=True)):
         whole = value_kind != "float" or column.accepts is not LABEL or float(value).is_integer()
@@ -183,6 +183,7 @@ def refusal(column: Column, row: int, value, value_kind: str, where: str, names:
         return head + ("lft reads one string per row there; join the parts into one string (chat messages: render "
                        f"them as text), or point data.{column.key} at a text column (columns: {', '.join(names)}).")
     if column.accepts is TEXT:
-        return head + (f"a number there usually means data.{column.key} names the wrong column; point it at the "
+        return head + (f"{'a boolean' if value_kind == 'boolean' else 'a number'} there usually means data.{column.key} "
+                       f"names the wrong column; point it at the "
                        f"text column (columns: {', '.join(names)}), or store the value as a string.")
     return head + "store it as text (e.g. \"yes\"/\"no\" for a boolean), or fix that row."
