@@ -103,6 +103,10 @@ def test_hh_prompt_becomes_chat_turns():
     assert parse_turns("just text", "\n\nHuman:", "\n\nAssistant:") == [{"role": "user", "content": "just text"}]
 
 
+# tiny_bert has 128 positions, fewer than hh_rlhf_harmless's data.max_length=256 (the toy pairs are shorter).
+TINY_BERT_LENGTHS = ("data.max_length=128", "data.max_prompt_length=96")
+
+
 def _pair_cfg(make_cfg, path, *extra):
     return make_cfg("data=hh_rlhf_harmless", f"data.path={path}", *extra)
 
@@ -194,7 +198,7 @@ def test_dpo_full_reference_is_a_frozen_copy_outside_the_module(make_cfg, tiny_l
 @pytest.mark.parametrize("backbone", ["tiny_bert", "tiny_llama"])  # encoder: [CLS] p [SEP] a [SEP]; decoder: last token
 def test_reward_model_learns_to_rank(make_cfg, toy_pairs, backbone, request):
     cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={request.getfixturevalue(backbone)}", "data.task=reward",
-                    "strategy=full", "optimizer.lr=3e-3", "scheduler=constant")
+                    "strategy=full", "optimizer.lr=3e-3", "scheduler=constant", *TINY_BERT_LENGTHS)
     _, _, _, _, after = _fit(cfg, epochs=8)
     assert after["val/preference_accuracy"] == 1.0 and after["val/reward_margin"] > 0
 
@@ -276,7 +280,8 @@ def test_reward_lora_run_exports_and_reloads_as_a_classifier(make_cfg, tiny_bert
     from lft.export import export
     from lft.run_folder import load_trained_model
 
-    cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_bert}", "data.task=reward", "strategy=lora")
+    cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_bert}", "data.task=reward", "strategy=lora",
+                    *TINY_BERT_LENGTHS)
     train(cfg)
     task = build_task(cfg.data, cfg.model)
     batch = next(iter(task.encode(load_tokenizer(cfg.model), 0).test_dataloader()))

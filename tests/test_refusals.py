@@ -74,7 +74,8 @@ REFUSALS = [
             match=r"train\.parquet is not a readable parquet file"),
     refusal("csv-empty-cell", "data.path={data}/train.csv",
             files={"train.csv": GOOD_CSV + ",positive\n"},
-            match=r"data\.text_column='text': a row of the \w+ split has no value there .*'text': None"),
+            match=r"data: 1 of 9 rows of \S+train\.csv have no value in a column lft needs \(data\.text_column='text': "
+                  r"1 \(row 9\);.*over data\.max_bad_fraction=0\.05\. Fill or remove those rows"),
     refusal("folder-without-data-files", "data.path={data}", files={"notes.md": "# my data"},
             match=r"holds no data files"),
     refusal("unknown-file-format", "data.path={data}/train.xlsx", files={"train.xlsx": b"PK"},

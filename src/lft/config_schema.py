@@ -141,6 +141,7 @@ SETTINGS = [
     *(Setting(f"data.{key}", integer(1), "16") for key in ("batch_size", "eval_batch_size")),
     *(Setting(f"data.{key}", integer(1) | NULL, "128")
       for key in ("max_length", "max_source_length", "max_target_length", "block_size")),
+    Setting("data.max_prompt_length", integer(1), "192"),
     *(Setting(f"data.{key}", integer(1) | NULL, "1000") for key in ("train_size", "val_size", "test_size")),
     Setting("data.encoding", CODEC, "latin-1"),
     Setting("data.val_fraction", number(0, 1), "0.1"),

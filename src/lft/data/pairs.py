@@ -11,6 +11,7 @@ from datasets import Dataset, DatasetDict
 
 from lft.data.sources import load_splits
 from lft.data.templates import Template, get_template
+from lft.data.values import MISSING, kind, text_to_text_columns
 from lft.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -18,8 +19,8 @@ LONG_TARGET_POLICIES = ("error", "truncate", "drop")
 
 
 def load_pairs(cfg, seed: int) -> tuple[DatasetDict, Template]:
-    splits = load_splits(cfg, seed)
     template = get_template(cfg.get("template"), cfg.get("source_column"))
+    splits = load_splits(cfg, seed, text_to_text_columns(cfg, template))
     for split, ds in splits.items():
         for column in template.columns():
             if column not in ds.column_names:
@@ -43,7 +44,7 @@ def reference_columns(cfg, ds) -> list[str]:
 
 
 def row_references(cfg, columns: list[str], row: dict) -> list[str]:
-    refs = [str(row[c]) for c in columns if row.get(c)]
+    refs = [str(row[c]) for c in columns if kind(row.get(c)) not in MISSING]  # a row may lack some (data/values.py)
     return refs or [target_text(cfg, row[cfg.target_column])]
 
 
@@ -55,8 +56,10 @@ def target_text(cfg, value) -> str:
     """A target as text: integer class labels become their `data.target_names` word (classification as
     instructions), anything else its string."""
     names = cfg.get("target_names")
-    if names and isinstance(value, int) and not isinstance(value, bool):
-        if not 0 <= value < len(names):
+    if names and isinstance(value, float) and value.is_integer():
+        value = int(value)  # a CSV integer column with an empty cell loads as floats (data/values.py)
+    if names and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not (isinstance(value, int) and 0 <= value < len(names)):
             raise ConfigError(f"data.target_names={list(names)} has no name for label {value}; list one name per "
                               "label, in label order.")
         return str(names[value])

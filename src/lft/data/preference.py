@@ -19,6 +19,7 @@ from datasets import DatasetDict
 
 from lft.data.sources import load_splits, require_columns
 from lft.data.templates import chat_enabled
+from lft.data.values import preference_columns
 from lft.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ BAD_REASONS = {"empty": "empty prompt or answer", "identical": "identical answer
 
 def load_preference_splits(cfg, seed: int) -> DatasetDict:
     """Splits with `prompt`, `chosen`, `rejected` string columns (conversations split at their shared prefix)."""
-    splits = load_splits(cfg, seed)
+    splits = load_splits(cfg, seed, preference_columns(cfg))
     require_columns(splits, {"chosen_column": cfg.chosen_column, "rejected_column": cfg.rejected_column})
     prompt_col, marker = cfg.get("prompt_column"), cfg.get("assistant_marker") or ""
 

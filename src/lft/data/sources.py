@@ -6,6 +6,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, load_dataset
 
 from lft.data.files import FORMATS, read_data_file, suffix
+from lft.data.values import Column, check_values
 from lft.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -14,14 +15,21 @@ SPLITS = ("train", "validation", "test")
 SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
 
 
-def load_splits(cfg, seed: int) -> DatasetDict:
-    """Load the splits named by a data config: carve missing validation/test from train, then subset."""
+def load_splits(cfg, seed: int, columns: list[Column] = ()) -> DatasetDict:
+    """Load the splits named by a data config, check the values of `columns` as read (data/values.py), carve
+    missing validation/test from train, then subset."""
     if cfg.get("path"):
-        splits = _load_local(cfg.path, cfg.get("encoding") or "utf-8")
+        files = split_files(cfg.path)
+        encoding = cfg.get("encoding") or "utf-8"
+        splits = {split: read_data_file(file, encoding) for split, file in files.items()}
+        where = {split: str(file) for split, file in files.items()}
     elif cfg.get("hub_id"):
         splits = _load_hub(cfg.hub_id, cfg.get("hub_config"))
+        where = {split: f"the {split} split of {cfg.hub_id}" for split in splits}
     else:
         raise ConfigError("data: set data.path (local files) or data.hub_id (a Hugging Face dataset id).")
+    splits = {split: check_values(ds, list(columns), where[split], cfg.get("max_bad_fraction"))
+              for split, ds in splits.items()}
     if "train" not in splits:
         raise ConfigError(f"data: no train split found (found {sorted(splits)}); name a file train.* or pass data.path={{train: ...}}.")
     fraction = cfg.get("val_fraction", 0.1)
@@ -53,11 +61,6 @@ def _load_hub(hub_id: str, config: str | None) -> dict[str, Dataset]:
             "Offline? Point data.path at local files instead."
         ) from err
     return _by_canonical_name(dict(loaded))
-
-
-def _load_local(path, encoding: str) -> dict[str, Dataset]:
-    files = split_files(path)
-    return {split: read_data_file(file, encoding) for split, file in files.items()}
 
 
 def split_files(path) -> dict[str, Path]:
@@ -98,7 +101,7 @@ def _by_canonical_name(items: dict) -> dict:
 
 
 def require_columns(splits: DatasetDict, columns: dict[str, str | None]) -> None:
-    """Fail with the config key to fix when a configured column is missing from a split."""
+    """Fail with the config key to fix when a configured column is missing from a split (values: data/values.py)."""
     for key, column in columns.items():
         if column is None:
             continue
@@ -108,14 +111,3 @@ def require_columns(splits: DatasetDict, columns: dict[str, str | None]) -> None
                     f"data.{key}={column!r} is not a column of the {split} split "
                     f"(columns: {', '.join(ds.column_names)}); set data.{key} to one of them."
                 )
-            _require_values(ds, split, key, column)
-
-
-def _require_values(ds: Dataset, split: str, key: str, column: str) -> None:
-    """Empty CSV cells and JSON rows without the key load as None, which tokenizers reject mid-run."""
-    if not ds.data.column(column).null_count:  # Arrow counts nulls for free; the table may hold unselected rows
-        return
-    row = next((i for i, value in enumerate(ds[column]) if value is None), None)
-    if row is not None:
-        raise ConfigError(f"data.{key}={column!r}: a row of the {split} split has no value there (an empty cell or "
-                          f"a missing key): {repr(ds[row])[:160]}; fill or drop such rows.")

@@ -28,6 +28,7 @@ So one data config (e.g. `dialogsum`) trains flan-T5 and SmolLM2 alike; decoders
 """
 
 from lft.data.augment import check_augment, is_on
+from lft.data.lengths import fit_lengths
 from lft.errors import ConfigError
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.classification import ClassificationTask
@@ -38,8 +39,11 @@ TASKS = {"classification": ClassificationTask, "seq2seq": Seq2SeqTask, "causal_l
          "dpo": DpoTask, "reward": RewardTask}
 
 
-def build_task(data_cfg, model_cfg=None, augment=None):
-    """The task data_cfg names; augment (the run's `augment` settings) is applied when it encodes the train split."""
+def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data"):
+    """The task data_cfg names; augment (the run's `augment` settings) is applied when it encodes the train split.
+
+    With model_cfg, the data's length settings are fitted to the model's positions first (data/lengths.py);
+    prefix names data_cfg in messages (a mixture's member: data.members.<name>)."""
     name = data_cfg.get("task")
     if name == "mixture":
         from lft.tasks.mixture import MixtureTask
@@ -51,6 +55,10 @@ def build_task(data_cfg, model_cfg=None, augment=None):
         task = _generative_task(name, data_cfg, model_cfg)
     else:
         task = TASKS[name](data_cfg)
+    if model_cfg is not None:
+        from lft.models import load_config
+
+        fit_lengths(data_cfg, load_config(model_cfg), model_cfg.name_or_path, prefix)
     if is_on(augment):
         check_augment(augment, name)
         task.augment = augment

@@ -31,6 +31,7 @@ from lft.data.pairs import (
 )
 from lft.data.sources import load_splits, require_columns
 from lft.data.templates import PromptBuilder, chat_enabled, get_template
+from lft.data.values import raw_text_columns
 from lft.errors import ConfigError
 from lft.generation import (
     EvalCollator,
@@ -107,7 +108,7 @@ class CausalLMTask:
                 out = []
                 for row, idx, prompt, response in zip(rows, indices, prompt_ids, responses, strict=True):
                     response = response + eos
-                    too_long = len(response) > cfg.max_target_length
+                    too_long = cfg.max_target_length is not None and len(response) > cfg.max_target_length
                     response = response[: cfg.max_target_length]
                     ids = prompt + response
                     labels = (list(prompt) if train_on_inputs else [IGNORE] * len(prompt)) + response
@@ -125,14 +126,14 @@ class CausalLMTask:
 
     def _encode_raw(self, tokenizer, seed: int) -> DatasetDict:
         cfg = self.cfg
-        splits = load_splits(cfg, seed)
+        splits = load_splits(cfg, seed, raw_text_columns(cfg))
         require_columns(splits, {"text_column": cfg.text_column})
         block = cfg.get("block_size") or 128
         sep = _eos_ids(tokenizer) if cfg.get("document_separator") is None else \
             tokenizer(cfg.document_separator, add_special_tokens=False)["input_ids"]
 
         def chunk(batch):
-            ids = tokenizer([str(t) for t in batch[cfg.text_column]], add_special_tokens=False)["input_ids"]
+            ids = tokenizer(batch[cfg.text_column], add_special_tokens=False)["input_ids"]  # strings (data/values.py)
             stream = list(chain.from_iterable(doc + sep for doc in ids if doc))
             blocks = [stream[i: i + block] for i in range(0, len(stream) - block + 1, block)]
             if not blocks and stream:  # a batch shorter than one block keeps its tokens

@@ -13,6 +13,7 @@ from lft.data.augment import augment_train
 from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule
 from lft.data.sources import load_splits, require_columns
+from lft.data.values import classification_columns
 from lft.errors import ConfigError
 from lft.models import load_pretrained
 
@@ -49,7 +50,7 @@ class ClassificationTask:
     def _tokenize(self, tokenizer, seed: int) -> tuple[DatasetDict, dict]:
         """Load and check the splits, augment train, then tokenize: (encoded splits, {"label_names", "stats"})."""
         cfg = self.cfg
-        splits = load_splits(cfg, seed)
+        splits = load_splits(cfg, seed, classification_columns(cfg))
         require_columns(splits, {"text_column": cfg.text_column, "text_pair_column": cfg.get("text_pair_column"),
                                  "label_column": cfg.label_column})
         names = resolve_label_names(cfg, splits["train"])

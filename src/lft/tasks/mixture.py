@@ -52,7 +52,7 @@ class MixtureTask:
                 raise ConfigError(f"data.mixture member {name!r} is a {cfg.get('task')} data config; mixtures train "
                                   "text generation (seq2seq or causal_lm data). Classification joins as instructions: "
                                   "use data config imdb_instruct (or write one like it).")
-            self.members[name] = build_task(cfg, model_cfg, augment=augment)
+            self.members[name] = build_task(cfg, model_cfg, augment=augment, prefix=f"data.members.{name}")
         kinds = {name: type(task).__name__ for name, task in self.members.items()}
         if len(set(kinds.values())) > 1:
             raise ConfigError(f"data.mixture members need the same kind of model, but they are trained as "

@@ -70,7 +70,7 @@ class Seq2SeqTask:
                 targets = tokenizer([row_target(cfg, refs, row) for row in rows], add_special_tokens=True)["input_ids"]
                 out = []
                 for row, idx, source, target in zip(rows, indices, sources, targets, strict=True):
-                    too_long = len(target) > cfg.max_target_length
+                    too_long = cfg.max_target_length is not None and len(target) > cfg.max_target_length
                     features = {"input_ids": source, "attention_mask": [1] * len(source),
                                 "labels": target[: cfg.max_target_length - 1] + target[-1:] if too_long else target,
                                 "too_long": too_long}
