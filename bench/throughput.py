@@ -413,9 +413,21 @@ def headline_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def run_worker(system: str, argv: list[str], device: str) -> dict:
+def worker_env(device, environ: dict) -> tuple[dict, str]:
+    """(environment, device) for a run's process: on a GPU it sees that GPU alone, as cuda:0 (the Trainer would
+    otherwise spread each batch over every visible GPU with nn.DataParallel)."""
+    env = dict(environ)
+    if device.type != "cuda":
+        return env, str(device)
+    visible, index = env.get("CUDA_VISIBLE_DEVICES"), device.index or 0
+    env["CUDA_VISIBLE_DEVICES"] = visible.split(",")[index] if visible else str(index)
+    return env, "cuda:0"
+
+
+def run_worker(system: str, argv: list[str], device) -> dict:
+    env, device = worker_env(device, os.environ)
     cmd = [sys.executable, __file__, *argv, "--system", system, "--device", device]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH ")]
     if proc.returncode or not lines:
         raise RuntimeError(f"{system} failed:\n{proc.stderr[-3000:]}")
@@ -473,7 +485,7 @@ def main() -> None:
     for n in range(args.rounds):
         for system in systems if n % 2 == 0 else systems[::-1]:  # alternate the order between rounds
             try:
-                run = run_worker(system, sys.argv[1:], str(device))
+                run = run_worker(system, sys.argv[1:], device)
             except RuntimeError as err:
                 result["status"] = f"failed: {system}"
                 out.write_text(json.dumps(result, indent=2))

@@ -141,13 +141,20 @@ def test_headline_ratios_and_no_division_by_a_zero_gpu_peak(bench):
     assert "| lft | bf16-mixed | 25 | 1,000 | 1,000 | 10.0, 12.0 |" in summary["table"]
 
 
-def test_lft_runs_on_the_device_it_is_given(bench, tmp_path):
+def test_every_run_gets_the_one_device_it_is_given(bench, tmp_path):
+    import torch
+
     throughput, _ = bench
     parse = throughput.build_parser().parse_args
     base = ["--case", "llama_tiny_synthetic", "--synthetic-dir", str(tmp_path), "--system", "lft"]
     cfg = throughput.compose_case(parse([*base, "--device", "cuda:1"]), tmp_path)
     assert cfg.trainer.accelerator == "gpu" and list(cfg.trainer.devices) == [1]
     assert throughput.compose_case(parse([*base, "--device", "cpu"]), tmp_path).trainer.accelerator == "cpu"
+    # A run's process sees its GPU alone (the Trainer would use every visible GPU), counted within what is visible.
+    env, device = throughput.worker_env(torch.device("cuda:1"), {"CUDA_VISIBLE_DEVICES": "2,3"})
+    assert (env["CUDA_VISIBLE_DEVICES"], device) == ("3", "cuda:0")
+    assert throughput.worker_env(torch.device("cuda"), {})[0]["CUDA_VISIBLE_DEVICES"] == "0"
+    assert throughput.worker_env(torch.device("cpu"), {}) == ({}, "cpu")
 
 
 @pytest.mark.slow
