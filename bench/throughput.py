@@ -131,7 +131,8 @@ def worker(args) -> dict:
 
     start = time.perf_counter()
     reset_peak_memory()
-    device = torch.device(args.device)
+    device = pick_device(args.device)
+    args.device = str(device)
     cfg = compose_case(args, Path(tempfile.mkdtemp(prefix=f"bench-{args.system}-")))
     if args.system == "lft":  # as a user runs it: train() encodes the data itself
         model, run = train_lft(cfg)
@@ -413,6 +414,12 @@ def headline_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def pick_device(name: str | None):
+    import torch
+
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def worker_env(device, environ: dict) -> tuple[dict, str]:
     """(environment, device) for a run's process: on a GPU it sees that GPU alone, as cuda:0 (the Trainer would
     otherwise spread each batch over every visible GPU with nn.DataParallel)."""
@@ -467,7 +474,7 @@ def main() -> None:
     import torch
     from run_record import machine
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(args.device)
     out = claim_result_file(args)
     if args.case in SYNTHETIC:
         from llama_from_config import build_model, write_rows
