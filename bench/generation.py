@@ -220,15 +220,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return worker(args)
+    if args.out and args.out.exists():  # before any compute: earlier results are never replaced
+        sys.exit(f"--out {args.out} exists; results are never overwritten: name a new file.")
     variants = args.variants.split(",")
     baseline = baseline_tree(args.baseline_rev) if "baseline" in variants else None
     runs = [run_variant(v, args, baseline) for _ in range(args.repeats) for v in variants]
     report(runs, args.rows)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"cpu": cpu_name(), "rows": args.rows, "baseline_rev": args.baseline_rev, "threads": args.threads,
+        import torch
+        from run_record import machine  # CPU flags: whether bf16 generation (auto) was on
+
+        meta = {"cpu": cpu_name(), "machine": machine(torch.device("cpu")), "rows": args.rows, "baseline_rev": args.baseline_rev, "threads": args.threads,
                 "overrides": args.override}
-        args.out.write_text(json.dumps({**meta, "runs": runs}, indent=2) + "\n")
+        with args.out.open("x") as f:
+            f.write(json.dumps({**meta, "runs": runs}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
