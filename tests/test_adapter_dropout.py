@@ -77,7 +77,8 @@ def test_lora_trains_with_adapter_dropout_and_keeps_less_for_backward(make_cfg, 
         plain = nn.Linear(module.lora_A["default"].in_features, module.lora_A["default"].out_features, bias=False)
         plain.weight = module.lora_A["default"].weight
         module.lora_A["default"], module.lora_dropout["default"] = plain, nn.Dropout(0.1)
-    assert lean < 0.7 * _saved_bytes(model, task, batch)  # 0.66 measured (fp32 inputs: bf16 dropped copies)
+    # 0.66 here; 0.58 when the adapters shared one bf16 copy of the input, which rounds unlike peft
+    assert lean < 0.7 * _saved_bytes(model, task, batch)
 
 
 def _atens_masks(x, p, lanes=None):
