@@ -36,8 +36,8 @@ from lft.tasks.seq2seq import Seq2SeqTask
 from tests.conftest import seeded
 
 VOCAB, ROWS, LENGTH, PAD = 128, 3, 14, 0
-# fp32 "within rounding": another summation order, relative to the largest value compared (measured: 4e-7 at
-# most); also the floor of the bf16 bound, for a stock error that happens to be 0.
+# fp32 "within rounding": another summation order (measured: 2e-7 at most, relative); also the floor of the bf16
+# bound, for a stock error that happens to be 0.
 FP32_RTOL = 1e-5
 # Paths that change a dropout-free forward (dropout paths claim a distribution and are tested elsewhere).
 DETERMINISTIC = ("lean_swiglu", "one_mask_attention", "gqa_without_repeats", "bf16_base_weights", "lean_loss")
@@ -156,7 +156,9 @@ def _sides(family: str, lora: bool):
     ours, stock = _model(family), _model(family)
     use_speed_paths(ours)
     if lora:
-        ours, task = apply_strategy(ours, _lora_cfg(family), task)
+        with torch.random.fork_rng():  # LoRA A's initialisation: the same whatever ran before
+            torch.manual_seed(0)
+            ours, task = apply_strategy(ours, _lora_cfg(family), task)
         g = torch.Generator().manual_seed(1)
         with torch.no_grad():
             for name, param in ours.named_parameters():
@@ -181,8 +183,9 @@ def _stock_loss(model, batch):
 
 
 def _error(x: torch.Tensor, ref: torch.Tensor) -> float:
-    """Largest difference, relative to the largest reference value."""
-    return ((x - ref).abs().max() / ref.abs().max().clamp_min(1e-12)).item()
+    """Relative error of a tensor: |x - ref| / |ref| in the 2-norm (the largest element's error instead is the
+    noisier statistic: lft's to stock's ratio up to 1.6 where the norms' is up to 1.3, same cases)."""
+    return ((x - ref).norm() / ref.norm().clamp_min(1e-12)).item()
 
 
 def measure(family: str, lora: bool, bf16: bool) -> dict:
