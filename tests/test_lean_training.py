@@ -1,4 +1,5 @@
-"""Memory-lean training that must not change a number: SwiGLU, GQA on CPU, bf16 base weights under autocast."""
+"""Memory-lean training that must not change a number: SwiGLU, GQA on CPU, bf16 base weights under autocast;
+lean blocks change only the model they are set on."""
 
 import copy
 import os
@@ -11,7 +12,7 @@ from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 import lft.train
-from lft.lean_blocks import use_lean_blocks
+from lft.lean_blocks import LEAN_ATTENTION, use_lean_blocks
 from lft.strategies import strategy_callbacks
 from lft.strategies.bf16_base import Bf16BaseWeights
 from lft.train import train
@@ -92,20 +93,17 @@ def test_bf16_base_weights_train_the_same_adapters(make_cfg, tiny_llama, pairs_d
     assert any(adapters[k].abs().sum() > 0 for k in adapters if "lora_B" in k)  # and they did train
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the switch is for CPU-only machines")
-def test_attention_on_cpu_keeps_one_mask_and_unrepeated_key_values_with_the_same_numbers(monkeypatch):
-    model, ids, mask = _padded_llama(layers=2, heads=8, kv_heads=2, rows=3, length=40)
-
-    def step(force_gqa: str):
-        monkeypatch.setenv("TRANSFORMERS_SDPA_FORCE_GQA", force_gqa)
-        return _step(model, ids, mask)
-
-    monkeypatch.setitem(AttentionInterface._global_mapping, "sdpa", sdpa_attention_forward)  # transformers' own
-    kept_repeat, loss_repeat, grads_repeat = step("0")
-    monkeypatch.delenv("TRANSFORMERS_SDPA_FORCE_GQA")
-    use_lean_blocks(model)  # sets the switch where there is no GPU (as in CI)
-    assert os.environ["TRANSFORMERS_SDPA_FORCE_GQA"] == "1"
-    kept_gqa, loss_gqa, grads_gqa = step("1")
+def test_attention_on_cpu_keeps_one_mask_and_unrepeated_key_values_with_the_same_numbers():
+    lean, ids, mask = _padded_llama(layers=2, heads=8, kv_heads=2, rows=3, length=40)
+    stock = copy.deepcopy(lean)
+    environment = dict(os.environ)
+    use_lean_blocks(lean)
+    assert lean.config._attn_implementation == LEAN_ATTENTION
+    # Only `lean` changed: the stock copy in the same process keeps transformers' SDPA (and its repeated heads).
+    assert stock.config._attn_implementation == "sdpa" and dict(os.environ) == environment
+    assert AttentionInterface._global_mapping["sdpa"] is sdpa_attention_forward
+    kept_repeat, loss_repeat, grads_repeat = _step(stock, ids, mask)
+    kept_gqa, loss_gqa, grads_gqa = _step(lean, ids, mask)
     assert torch.equal(loss_repeat, loss_gqa)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads_repeat, grads_gqa, strict=True))
     # Per layer: key and value repeated for 8 query heads instead of 2 (6 heads x 8 dims x 3 x 40 tokens x 4
@@ -114,9 +112,8 @@ def test_attention_on_cpu_keeps_one_mask_and_unrepeated_key_values_with_the_same
     assert kept_repeat - kept_gqa == 2 * (2 * 6 * 8 * 3 * 40 * 4 + 80 * 3 * 40 * 4) + 3 * 40 * 40 * 4
 
 
-def test_one_additive_mask_per_forward_gives_bitwise_the_same_loss_and_gradients(monkeypatch):
+def test_one_additive_mask_per_forward_gives_bitwise_the_same_loss_and_gradients():
     model, ids, mask = _padded_llama(layers=3, heads=4, kv_heads=4, rows=2, length=24)
-    monkeypatch.setitem(AttentionInterface._global_mapping, "sdpa", sdpa_attention_forward)
     kept_plain, loss_plain, grads_plain = _step(model, ids, mask, autocast=True)
     use_lean_blocks(model)
     kept_lean, loss_lean, grads_lean = _step(model, ids, mask, autocast=True)

@@ -14,6 +14,7 @@ from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 from lft.errors import ConfigError
 from lft.fast_dropout import use_fast_dropout
 from lft.lean_blocks import use_lean_blocks
+from lft.speed.contract import applies, mark
 
 log = logging.getLogger(__name__)
 PYPI_PREFIX = "pypi:"
@@ -145,11 +146,19 @@ def load_pretrained(model_cfg, auto_class, **config_overrides) -> torch.nn.Modul
     model = auto_class.from_pretrained(path, config=config, dtype=dtype, quantization_config=quantization)
     model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as they are
     if model_cfg.get("lean_blocks", True):
-        use_lean_blocks(model)  # the same numbers, less kept for backward (lean_blocks.py)
-        use_fast_dropout(model)  # the same distribution, cheaper masks on the CPU (fast_dropout.py)
+        use_speed_paths(model)
     if model_cfg.get("gradient_checkpointing"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+def use_speed_paths(model: torch.nn.Module) -> None:
+    """lft's model-level speed paths, where lft/speed/contract.py lists the model's class: lean blocks (the same
+    numbers, less kept for backward: lean_blocks.py) and fast dropout (the same distribution from cheaper masks on
+    the CPU: fast_dropout.py)."""
+    use_lean_blocks(model)
+    if applies("fast_dropout_masks", model) and use_fast_dropout(model):
+        mark(model, "fast_dropout_masks")
 
 
 # New task heads start random and train in full: never quantize them (nor the LM head, as transformers does).

@@ -10,7 +10,8 @@ prompt_length - 1 keys/values move to the right end of a new cache; generate the
 token. That needs generate to give each row its own positions (position_ids from the attention mask): the
 reused keys sit at positions 0..n-2 of their row, not after the left padding. Whatever does not fit (a forward
 without position_ids, sliding-window or other cache layers, virtual prompt tokens, no cache) gets the usual
-prefill.
+prefill, and so does a model whose class lft/speed/contract.py does not list. The keys and values of a forward
+over prompt + reference equal a prefill's to rounding (other matrix shapes), not bitwise.
 """
 
 import inspect
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 from transformers.modeling_outputs import BaseModelOutput
+
+from lft.speed.contract import applies
 
 
 @dataclass
@@ -43,6 +46,8 @@ class PromptStates:
         Used once: the batch's own states are let go, so they are not held next to generation's copy.
         """
         encoder, cache, self.encoder, self.cache = self.encoder, self.cache, None, None
+        if (encoder is None and cache is None) or not applies("prompt_states", model):
+            return {}
         if encoder is not None:
             if encoder.shape[1] != self.width:  # virtual tokens (prompt tuning) shift the positions
                 return {}

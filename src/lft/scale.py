@@ -8,6 +8,7 @@ import importlib.util
 from lightning.pytorch.strategies import FSDPStrategy
 
 from lft.errors import ConfigError
+from lft.speed.contract import applies, mark
 
 
 class TransformerBlocks:
@@ -38,10 +39,14 @@ def transformer_blocks(model) -> list:
 def compile_blocks(model) -> int:
     """torch.compile each transformer block in place (regional compilation): one compilation serves every layer
     of the same shape, so it starts in seconds rather than compiling the whole model, and peft's wrappers and
-    the loss stay plain Python. Returns the number of blocks compiled."""
+    the loss stay plain Python. Returns the number of blocks compiled: none for a model class the fidelity
+    contract (lft/speed/contract.py) does not list, which runs uncompiled."""
     blocks = transformer_blocks(model)
+    if not blocks or not applies("compile", model):
+        return 0
     for block in blocks:
         block.compile()
+    mark(model, "compile")
     return len(blocks)
 
 

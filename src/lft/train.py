@@ -38,6 +38,7 @@ from lft.resources import peak_memory_mb, reset_peak_memory
 from lft.resume import check_fresh_folder, check_resumable, last_checkpoint, requeued, resume_config
 from lft.run_folder import save_config, save_manifest, save_metrics, save_weights
 from lft.scale import compile_blocks
+from lft.speed.check import FidelityCheck
 from lft.strategies import apply_strategy, strategy_callbacks
 from lft.strategies.params import count_parameters
 from lft.tasks import build_task
@@ -75,6 +76,7 @@ def train(cfg: DictConfig) -> dict:
     nodes = [*(cfg.get("callbacks") or {}).values(), cfg.get("forgetting")]
     callbacks = [instantiate(c) for c in nodes if c and "_target_" in c]
     callbacks += strategy_callbacks(model) + tune_callbacks(cfg)  # tune: finders of batch size and lr
+    callbacks.append(FidelityCheck())  # the speed paths on, and the first batch's loss against the stock forward
     callbacks += trial_pruning(cfg.monitor.metric)  # a search trial with a pruner (hydra/sweeper=lft)
     loggers = build_loggers(cfg.get("logger"), cfg.get("task_name")) or False
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,

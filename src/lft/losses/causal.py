@@ -11,15 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from lft.speed.contract import applies
+
 IGNORE = -100
 CHUNK_TOKENS = 1024  # logits of one chunk: 1024 x 49,152 floats = 200 MB on SmolLM2
-# Config fields of heads that are more than a linear layer: such models keep the plain path.
-CUSTOM_HEAD_FIELDS = ("final_logit_softcapping", "logit_scale", "output_mult", "logits_scaling")
 
 
 def lm_parts(model):
     """(backbone, output head) of a decoder LM (plain or LoRA-style peft), or None where the plain forward
-    is needed: prompt/prefix tuning (peft adds virtual tokens in its own forward) or a non-linear head."""
+    is needed: prompt/prefix tuning (peft adds virtual tokens in its own forward), or a model class the fidelity
+    contract does not list for the lean loss (a logit multiplier or softcap, router losses: lft/speed/contract.py)."""
     base = model
     if hasattr(model, "peft_config"):
         if getattr(model, "active_peft_config", None) is not None and model.active_peft_config.is_prompt_learning:
@@ -30,7 +31,7 @@ def lm_parts(model):
     config = getattr(base, "config", None)
     if not isinstance(head, torch.nn.Linear) or backbone is None or backbone is base or config is None:
         return None
-    if any(getattr(config, f, None) not in (None, 1, 1.0) for f in CUSTOM_HEAD_FIELDS):
+    if not applies("lean_loss", base):
         return None
     return backbone, head
 

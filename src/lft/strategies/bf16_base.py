@@ -8,7 +8,8 @@ of file pages and 0.27 GB of per-step casts become 0.27 GB of bf16 weights and t
 
 Embeddings and norms stay fp32 (a lookup returns its weight's dtype; norms are not autocast). At the end of the
 fit the weights go back to fp32 (the bf16 values, exactly), so whatever runs the model afterwards sees the
-dtypes it had; only adapters are saved, so the run's saved weights are unchanged.
+dtypes it had; only adapters are saved, so the run's saved weights are unchanged. Models whose class
+lft/speed/contract.py does not list keep fp32 weights (autocast casts them at every step).
 """
 
 import torch
@@ -17,6 +18,7 @@ from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from torch import nn
 
 from lft.models import is_quantized
+from lft.speed.contract import applies, mark
 
 
 def frozen_linear_params(model: nn.Module) -> list[nn.Parameter]:
@@ -37,24 +39,37 @@ def reads_base_weights(model: nn.Module) -> bool:
     return any(getattr(m, "lora_magnitude_vector", None) for m in model.modules())
 
 
+def cast_frozen_base(model: nn.Module) -> list[nn.Parameter]:
+    """Cast `model`'s frozen linear weights to bf16 where the fidelity contract lists its class (returns them);
+    the other parameters are copied off the checkpoint's file mapping, so it can be unmapped."""
+    if is_quantized(model) or reads_base_weights(model) or not applies("bf16_base_weights", model):
+        return []
+    params = frozen_linear_params(model)
+    for param in params:
+        param.data = param.data.to(torch.bfloat16)
+    cast = {id(p) for p in params}
+    for param in model.parameters():
+        if id(param) not in cast:
+            param.data = param.data.clone()
+    mark(model, "bf16_base_weights", on=bool(params))
+    return params
+
+
+def restore_fp32(model: nn.Module, params: list[nn.Parameter]) -> None:
+    for param in params:
+        param.data = param.data.float()
+    mark(model, "bf16_base_weights", on=False)
+
+
 class Bf16BaseWeights(Callback):
     def __init__(self):
         self.params: list[nn.Parameter] = []
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        model = pl_module.model
-        if (trainer.precision != "bf16-mixed" or is_quantized(model) or reads_base_weights(model)
-                or type(trainer.strategy) not in (SingleDeviceStrategy, DDPStrategy)):  # sharded: its own dtypes
-            return
-        self.params = frozen_linear_params(model)
-        for param in self.params:
-            param.data = param.data.to(torch.bfloat16)
-        cast = {id(p) for p in self.params}
-        for param in model.parameters():  # the rest off the checkpoint's file mapping, so it can be unmapped
-            if id(param) not in cast:
-                param.data = param.data.clone()
+        if (trainer.precision == "bf16-mixed"
+                and type(trainer.strategy) in (SingleDeviceStrategy, DDPStrategy)):  # sharded: its own dtypes
+            self.params = cast_frozen_base(pl_module.model)
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        for param in self.params:
-            param.data = param.data.float()
+        restore_fp32(pl_module.model, self.params)
         self.params = []

@@ -20,6 +20,7 @@ from peft.utils import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as IA3_
 
 from lft.errors import ConfigError
 from lft.models import is_quantized
+from lft.speed.contract import applies, mark
 from lft.strategies.adalora_budget import PLACEHOLDER_STEPS
 from lft.strategies.adapter_dropout import use_adapter_dropout
 from lft.strategies.lora import check_target_modules, lora_config, peft_common, target_modules
@@ -136,5 +137,6 @@ def apply(model, cfg, task):
         model = get_peft_model(model, peft_config)
     except (ValueError, TypeError, NotImplementedError, AttributeError) as err:
         raise ConfigError(f"strategy={cfg.name}: peft cannot apply it to {type(model).__name__}: {err}") from err
-    use_adapter_dropout(model)  # a 1-byte mask per element for backward, not a float copy (adapter_dropout.py)
+    if applies("adapter_dropout", model) and use_adapter_dropout(model):  # lft/speed/contract.py lists the class
+        mark(model, "adapter_dropout")  # a 1-bit mask for backward, not a float copy (adapter_dropout.py)
     return model, task
