@@ -122,3 +122,14 @@ def test_one_additive_mask_per_forward_gives_bitwise_the_same_loss_and_gradients
     # Per layer, SwiGLU's third MLP-wide tensor (80 x 2 x 24, bf16); one bf16 mask (2 x 24 x 24) instead of three:
     # RoPE hands SDPA fp32 queries, so the mask is built in the autocast dtype SDPA casts to.
     assert kept_plain - kept_lean == 3 * 80 * 2 * 24 * 2 + 2 * (2 * 24 * 24 * 2)
+
+
+def test_lean_blocks_keep_no_tensor_between_forwards():
+    """The mask is built per forward: a tensor cached at module level outlived its forward and broke
+    torch.compile's guards once it was collected (an order-dependent failure of the compile test)."""
+    import lft.lean_blocks as lean_blocks
+
+    model, ids, mask = _padded_llama(layers=2, heads=4, kv_heads=4, rows=2, length=12)
+    use_lean_blocks(model)
+    _step(model, ids, mask, autocast=True)
+    assert not [name for name, value in vars(lean_blocks).items() if isinstance(value, torch.Tensor | tuple)]

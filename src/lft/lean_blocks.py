@@ -23,7 +23,6 @@ loads (model.set_attn_implementation), only those whose class the contract lists
 other model in the process are untouched, and nothing is set in the environment.
 """
 
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -67,17 +66,18 @@ def _is_swiglu_mlp(module: nn.Module) -> bool:
             and type(act).__name__ in ("SiLU", "SiLUActivation"))
 
 
-_last_mask: tuple = (lambda: None, None, None)  # (weak ref to a boolean mask, dtype, its additive form)
-
-
-def _additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """SDPA's own conversion (0 where attended, -inf elsewhere), done once for the layers of one forward."""
-    global _last_mask
-    ref, cached_dtype, additive = _last_mask
-    if ref() is not mask or cached_dtype != dtype:
-        additive = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
-        _last_mask = (weakref.ref(mask), dtype, additive)
-    return additive
+def lean_mask(*args, dtype: torch.dtype = torch.float32, **kwargs) -> torch.Tensor | None:
+    """SDPA's boolean mask, converted once per forward the way SDPA converts it (0 where attended, -inf elsewhere),
+    in the autocast dtype under autocast (SDPA would cast an fp32 mask down again in every layer). transformers
+    builds it once per forward, outside the blocks: no tensor outlives the forward, and compiled blocks read no
+    global (a module-level cache here broke torch.compile's guards once its tensor was collected)."""
+    mask = sdpa_mask(*args, **kwargs)
+    if mask is None or mask.dtype != torch.bool:
+        return mask
+    device = mask.device.type
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
 
 
 def _plain(kwargs: dict) -> bool:
@@ -96,13 +96,9 @@ def _sdpa_gqa(module, query, key, value, attention_mask, dropout=0.0, scaling=No
 
 
 def lean_attention(module, query, key, value, attention_mask, **kwargs):
-    """transformers' SDPA attention with a boolean mask converted once per forward; on the CPU, grouped-query
+    """transformers' SDPA attention (its mask converted once per forward by lean_mask); on the CPU, grouped-query
     attention without repeated key/value heads, and attention dropout from cheaper masks where the model's
     dropouts are fast_dropout's."""
-    if attention_mask is not None and attention_mask.dtype == torch.bool and query.is_floating_point():
-        device = query.device.type  # under autocast, SDPA would cast an fp32 mask down again in every layer
-        attention_mask = _additive(attention_mask, torch.get_autocast_dtype(device)
-                                   if torch.is_autocast_enabled(device) else query.dtype)
     on_cpu = query.device.type == "cpu"
     if kwargs.get("dropout", 0) > 0 and on_cpu and fast_dropout.drops_fast(module) and _plain(kwargs):
         return fast_dropout.attention(module, query, key, value, attention_mask, **kwargs)
@@ -112,9 +108,9 @@ def lean_attention(module, query, key, value, attention_mask, **kwargs):
     return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
 
-# A new name beside transformers' own; its masks are SDPA's.
+# A new name beside transformers' own; its masks are SDPA's, converted once per forward.
 AttentionInterface.register(LEAN_ATTENTION, lean_attention)
-AttentionMaskInterface.register(LEAN_ATTENTION, sdpa_mask)
+AttentionMaskInterface.register(LEAN_ATTENTION, lean_mask)
 
 
 def _grouped_heads(model: nn.Module) -> bool:
