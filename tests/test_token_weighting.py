@@ -82,17 +82,17 @@ CASES = {
                             "data.generate.val_samples=0"],
     "seq2seq": lambda f: [f"model.name_or_path={f('tiny_t5')}", "data=dialogsum", f"data.path={f('uneven_pairs')}",
                           "data.generate.val_samples=0"],
-    "dpo": lambda f: [f"model.name_or_path={f('tiny_llama')}", "data=hh_rlhf_harmless", "strategy=lora", "strategy.dropout=0.0",
-                      f"data.path={f('uneven_preferences')}", "data.max_length=48", "data.max_prompt_length=24"],
-    "classification": lambda f: [f"model.name_or_path={f('tiny_bert')}"],  # the shipped sentiment sample
+    "dpo": lambda f: [f"model.name_or_path={f('tiny_llama')}", "data=hh_rlhf_harmless", "strategy=lora",
+                      "strategy.dropout=0.0", f"data.path={f('uneven_preferences')}", "data.max_length=48",
+                      "data.max_prompt_length=24"],
+    # the shipped sentiment sample
+    "classification": lambda f: [f"model.name_or_path={f('tiny_bert')}", f"data.train_size={TRAIN_ROWS}"],
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_accumulated_micro_batches_equal_one_batch(case, make_cfg, request):
     overrides = CASES[case](request.getfixturevalue)
-    if case == "classification":
-        overrides.append(f"data.train_size={TRAIN_ROWS}")
     whole = trained_weights(make_cfg, overrides, batch_size=8, k=1)
     accumulated = trained_weights(make_cfg, overrides, batch_size=4, k=2)
     assert gradient_gap(whole, accumulated) < TOLERANCE
