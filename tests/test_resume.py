@@ -237,3 +237,43 @@ def test_training_longer_equals_training_that_long_from_the_start(make_cfg, tiny
     metrics = train(resume_config(short.paths.output_dir, ["trainer.max_epochs=2"]))
     assert metrics["optimizer_steps"] == 8
     assert_same_weights(Path(short.paths.output_dir), Path(straight.paths.output_dir))
+
+
+# --- killed right after an after-validation checkpoint --------------------------------------------------------
+# RUN with last.ckpt only after validations (every_n_steps=0: the same result), so it first appears at step 15.
+AFTER_VALIDATION = [*(a for a in RUN if "every_n_steps" not in a), "callbacks.last_checkpoint.every_n_steps=0"]
+
+
+def adapter_weights(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(run / "adapter" / "adapter_model.safetensors")
+
+
+def test_sigkill_after_validation_then_resume_keeps_the_best_checkpoint(tmp_path, tiny_bert, reference_runs):
+    """last.ckpt after a validation holds that validation's best: resumed (from a moved folder), the run tests and
+    exports that one, as the uninterrupted run does."""
+    killed = start_cli("strategy=lora", f"model.name_or_path={tiny_bert}", *AFTER_VALIDATION, "hydra.run.dir=run",
+                       cwd=tmp_path)
+    stop_after_first_checkpoint(killed, tmp_path / "run", signal.SIGKILL)
+    finish(killed)
+    run, ref = (tmp_path / "run").rename(tmp_path / "moved"), reference_runs["lora"]  # its paths follow the folder
+    resumed = start_cli(f"resume={run.name}", cwd=tmp_path)
+    out = finish(resumed)
+    assert resumed.returncode == 0, out[-3000:]
+    assert "optimizer step 15, epoch 0 after 15 of its batches" in out, "resumed from the after-validation checkpoint"
+
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"], "no best-v1.ckpt"
+    assert sorted(p.name for p in (ref / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    best = [torch.load(r / "checkpoints" / "best.ckpt", weights_only=True) for r in (run, ref)]
+    assert best[0]["global_step"] == best[1]["global_step"], "the same validation chose the best"
+    assert all((best[0]["state_dict"][k] - v).abs().max() <= 1e-6 for k, v in best[1]["state_dict"].items())
+    ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (run, ref))
+    scored = [k for k in mb if k.startswith(("best_", "test/"))]
+    assert len(scored) >= 3, scored
+    for key in scored:
+        assert ma[key] == pytest.approx(mb[key], abs=1e-6), key
+    a, b = adapter_weights(run), adapter_weights(ref)
+    assert a.keys() == b.keys() and len(a) > 0
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6, "the exported adapter is the same"
+
