@@ -29,7 +29,7 @@ def save_atomically(trainer, path: Path) -> None:
     """trainer.save_checkpoint to `path.tmp`, then rename: a crash mid-write leaves the old checkpoint intact."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    trainer.save_checkpoint(tmp)
+    trainer.save_checkpoint(tmp, weights_only=False)  # the whole state (optimizer, callbacks, loops), for resume
     trainer.strategy.barrier()
     if trainer.is_global_zero:
         if tmp.is_dir():  # sharded engines (DeepSpeed) write a folder; os.replace cannot replace a full one
