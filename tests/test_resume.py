@@ -278,6 +278,26 @@ def test_sigkill_after_validation_then_resume_keeps_the_best_checkpoint(tmp_path
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6, "the exported adapter is the same"
 
 
+def test_last_checkpoint_after_a_validation_holds_its_best_whatever_the_callback_order(make_cfg, tiny_bert, caplog):
+    import logging
+
+    from omegaconf import open_dict
+
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "callbacks.last_checkpoint.every_n_steps=2")
+    with open_dict(cfg):  # last_checkpoint declared first: it still saves after the best checkpoint's update
+        cfg.callbacks = {"last_checkpoint": cfg.callbacks.last_checkpoint,
+                         **{k: v for k, v in cfg.callbacks.items() if k != "last_checkpoint"}}
+    with caplog.at_level(logging.INFO, logger="lft"):
+        metrics = train(cfg)
+    saves = [r.message.split(" at ")[-1] for r in caplog.records if r.message.startswith("Saved")]
+    # step 4 ends the epoch: saved after its validation only, not also just before it
+    assert saves == ["optimizer step 2 (every 2 steps).", "optimizer step 4 (after validation)."], saves
+    callbacks = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
+    best = next(v for k, v in callbacks.items() if k.startswith("AtomicModelCheckpoint"))
+    assert best["best_model_path"].endswith("best.ckpt")
+    assert float(best["best_model_score"]) == metrics[f"best_{cfg.monitor.metric}"]
+
+
 # --- a run folder is data, not code -----------------------------------------------------------------------------
 def fake_run(make_cfg, tiny_bert, **nodes) -> Path:
     """A run folder as resume= finds it (config.yaml, checkpoints/last.ckpt), its config given extra nodes."""
