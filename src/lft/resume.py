@@ -78,7 +78,7 @@ def resume_config(run_dir: str, overrides: list[str], trusted=()) -> DictConfig:
                           "raise trainer.max_epochs or trainer.max_steps.")
     cfg = OmegaConf.load(run / "config.yaml")
     check_run_targets(cfg, f"resume={run_dir}", trusted)  # the folder's own trust_targets count for nothing
-    _repoint(cfg, str(cfg.paths.output_dir), str(run))
+    _repoint(cfg, str(cfg.paths.output_dir), str(run.resolve()))  # absolute, as in the run it continues
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         if key in ("resume", "trust_targets") or key.startswith("hydra"):
