@@ -237,3 +237,145 @@ def test_training_longer_equals_training_that_long_from_the_start(make_cfg, tiny
     metrics = train(resume_config(short.paths.output_dir, ["trainer.max_epochs=2"]))
     assert metrics["optimizer_steps"] == 8
     assert_same_weights(Path(short.paths.output_dir), Path(straight.paths.output_dir))
+
+
+# --- killed right after an after-validation checkpoint --------------------------------------------------------
+# RUN with last.ckpt only after validations (every_n_steps=0: the same result), so it first appears at step 15.
+AFTER_VALIDATION = [*(a for a in RUN if "every_n_steps" not in a), "callbacks.last_checkpoint.every_n_steps=0"]
+
+
+def adapter_weights(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(run / "adapter" / "adapter_model.safetensors")
+
+
+def test_sigkill_after_validation_then_resume_keeps_the_best_checkpoint(tmp_path, tiny_bert, reference_runs):
+    """last.ckpt after a validation holds that validation's best: resumed (from a moved folder), the run tests and
+    exports that one, as the uninterrupted run does."""
+    killed = start_cli("strategy=lora", f"model.name_or_path={tiny_bert}", *AFTER_VALIDATION, "hydra.run.dir=run",
+                       cwd=tmp_path)
+    stop_after_first_checkpoint(killed, tmp_path / "run", signal.SIGKILL)
+    finish(killed)
+    run, ref = (tmp_path / "run").rename(tmp_path / "moved"), reference_runs["lora"]  # its paths follow the folder
+    resumed = start_cli(f"resume={run.name}", cwd=tmp_path)
+    out = finish(resumed)
+    assert resumed.returncode == 0, out[-3000:]
+    assert "optimizer step 15, epoch 0 after 15 of its batches" in out, "resumed from the after-validation checkpoint"
+
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"], "no best-v1.ckpt"
+    assert sorted(p.name for p in (ref / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    best = [torch.load(r / "checkpoints" / "best.ckpt", weights_only=True) for r in (run, ref)]
+    assert best[0]["global_step"] == best[1]["global_step"], "the same validation chose the best"
+    assert all((best[0]["state_dict"][k] - v).abs().max() <= 1e-6 for k, v in best[1]["state_dict"].items())
+    ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (run, ref))
+    scored = [k for k in mb if k.startswith(("best_", "test/"))]
+    assert len(scored) >= 3, scored
+    for key in scored:
+        assert ma[key] == pytest.approx(mb[key], abs=1e-6), key
+    a, b = adapter_weights(run), adapter_weights(ref)
+    assert a.keys() == b.keys() and len(a) > 0
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6, "the exported adapter is the same"
+
+
+def test_last_checkpoint_after_a_validation_holds_its_best_whatever_the_callback_order(make_cfg, tiny_bert, caplog):
+    import logging
+
+    from omegaconf import open_dict
+
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "callbacks.last_checkpoint.every_n_steps=2")
+    with open_dict(cfg):  # last_checkpoint declared first: it still saves after the best checkpoint's update
+        cfg.callbacks = {"last_checkpoint": cfg.callbacks.last_checkpoint,
+                         **{k: v for k, v in cfg.callbacks.items() if k != "last_checkpoint"}}
+    with caplog.at_level(logging.INFO, logger="lft"):
+        metrics = train(cfg)
+    saves = [r.message.split(" at ")[-1] for r in caplog.records if r.message.startswith("Saved")]
+    # step 4 ends the epoch: saved after its validation only, not also just before it
+    assert saves == ["optimizer step 2 (every 2 steps).", "optimizer step 4 (after validation)."], saves
+    callbacks = torch.load(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
+    best = next(v for k, v in callbacks.items() if k.startswith("AtomicModelCheckpoint"))
+    assert best["best_model_path"].endswith("best.ckpt")
+    assert float(best["best_model_score"]) == metrics[f"best_{cfg.monitor.metric}"]
+
+
+# --- a run folder is data, not code -----------------------------------------------------------------------------
+def fake_run(make_cfg, tiny_bert, **nodes) -> Path:
+    """A run folder as resume= finds it (config.yaml, checkpoints/last.ckpt), its config given extra nodes."""
+    from omegaconf import OmegaConf, open_dict
+
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}")
+    with open_dict(cfg):
+        for key, node in nodes.items():
+            OmegaConf.update(cfg, key, node, force_add=True)
+    run = Path(cfg.paths.output_dir)
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    OmegaConf.save(cfg, run / "config.yaml", resolve=True)
+    return run
+
+
+def test_every_target_the_shipped_configs_name_may_be_resumed(make_cfg):
+    from omegaconf import OmegaConf
+
+    from lft import CONFIG_DIR
+    from lft.run_targets import allowed, check_run_targets, targets
+
+    shipped = {t for f in CONFIG_DIR.rglob("*.yaml") for t in targets(OmegaConf.load(f)).values()}
+    assert len(shipped) >= 15 and "torch.optim.AdamW" in shipped and "lft.scale.fsdp" in shipped
+    assert [t for t in shipped if not allowed(t)] == []
+    check_run_targets(make_cfg("logger=csv"), "resume=run")  # a composed config, interpolations resolved
+
+
+def test_resume_refuses_a_foreign_target_before_anything_loads(tmp_path, make_cfg, tiny_bert):
+    """{_target_: logging.FileHandler, mode: w} in a run folder's config would create or truncate any file."""
+    victim = tmp_path / "victim.txt"
+    run = fake_run(make_cfg, tiny_bert, **{"callbacks.log_file": {"_target_": "logging.FileHandler",
+                                                                  "filename": str(victim), "mode": "w"}})
+    proc = start_cli(f"resume={run}", cwd=tmp_path)
+    out = finish(proc)
+    assert proc.returncode == 2, out[-3000:]
+    assert ("callbacks.log_file._target_=logging.FileHandler is not a target lft builds from a run folder's "
+            "config.yaml") in out and "adding trust_targets=[logging.FileHandler] to the command" in out, out[-3000:]
+    assert "Traceback" not in out and "Restoring states" not in out
+    assert not victim.exists()
+
+
+@pytest.mark.parametrize("node", [
+    {"callbacks.browse": {"_target_": "webbrowser.open", "url": "https://example.com"}},
+    {"forgetting": {"_target_": "lft.train.os.system", "_args_": ["touch x"]}},  # os, reached through lft
+    {"trainer.plugins": [{"_target_": "lightning.fabric.utilities.cloud_io._atomic_save"}]},  # private helper
+    {"logger.save": {"_target_": "lft.run_folder.save_metrics"}},  # lft, but a function no config names
+], ids=["webbrowser", "os-through-lft", "private", "lft-function"])
+def test_resume_refuses_targets_outside_the_allowlist(make_cfg, tiny_bert, node):
+    (key, value), = node.items()
+    run = fake_run(make_cfg, tiny_bert, **node)
+    target = value[0]["_target_"] if isinstance(value, list) else value["_target_"]
+    with pytest.raises(ConfigError, match=rf"resume={run}: {key}(\.0)?\._target_={target} is not a target"):
+        resume_config(str(run), [])
+
+
+def test_trust_targets_accepts_a_target_by_name_but_not_from_the_folder(make_cfg, tiny_bert, tmp_path):
+    handler = {"_target_": "logging.FileHandler", "filename": str(tmp_path / "log.txt")}
+    run = fake_run(make_cfg, tiny_bert, **{"callbacks.log_file": handler, "trust_targets": ["logging.FileHandler"]})
+    with pytest.raises(ConfigError, match="trust_targets=\\[logging.FileHandler\\]"):
+        resume_config(str(run), [])  # the folder vouching for itself counts for nothing
+    cfg = resume_config(str(run), ["trust_targets=[logging.FileHandler]"], trusted=["logging.FileHandler"])
+    assert cfg.callbacks.log_file._target_ == "logging.FileHandler"
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(make_cfg, tiny_bert, tmp_path):
+    """Checkpoints are read with weights_only=True: one holding a pickled call (open(path, 'w')) does not run it."""
+    marker = tmp_path / "created_by_unpickling"
+
+    class OpensAFile:
+        def __reduce__(self):
+            return open, (str(marker), "w")
+
+    run = fake_run(make_cfg, tiny_bert)
+    last = run / "checkpoints" / "last.ckpt"
+    torch.save({"state_dict": {}, "payload": OpensAFile()}, last)
+    with pytest.raises(ConfigError, match="holds objects other than tensors and plain data"):
+        train(resume_config(str(run), []))
+    assert not marker.exists()
+    torch.load(last, weights_only=False)  # the test's own check: unpickled in full, it does run
+    assert marker.exists()

@@ -2,15 +2,20 @@
 
 The run's saved config.yaml is the config; command-line overrides may only change how long it trains
 (and other keys that cannot change its result), so the resumed run ends where an uninterrupted one would.
+That config is data, not code: it may only name the `_target_`s lft/run_targets.py allows.
 """
 
 import os
+import pickle
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lft.errors import ConfigError
+from lft.run_targets import check_run_targets
 
 # Keys a resume may change: train longer, and how progress is shown or checkpoints are kept.
 RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.enable_progress_bar",
@@ -48,18 +53,35 @@ def check_resumable(run: Path) -> None:
                           "before its first checkpoint, or ran with callbacks=none); start it again instead.")
 
 
-def resume_config(run_dir: str, overrides: list[str]) -> DictConfig:
-    """The run's own config, with the allowed overrides applied and its output folder pointing at the run."""
+@contextmanager
+def data_only_checkpoints(path):
+    """Checkpoints are read with weights_only=True (tensors and plain data): one holding other objects is refused."""
+    try:
+        yield
+    except pickle.UnpicklingError as err:  # torch.load(weights_only=True) met a Python object to rebuild
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        raise ConfigError(
+            f"{path} holds objects other than tensors and plain data{f' ({found[1]})' if found else ''}; "
+            "unpickling them could run any code, so lft reads checkpoints with weights_only=True. The checkpoints "
+            "lft writes hold none: continue from one of those, or start the run again.") from None
+
+
+def resume_config(run_dir: str, overrides: list[str], trusted=()) -> DictConfig:
+    """The run's own config, with the allowed overrides applied and its output folder pointing at the run.
+
+    trusted: `_target_`s the user vouches for (their command's own and its trust_targets), beyond the allowlist.
+    """
     run = Path(run_dir)
     check_resumable(run)
     if (run / "metrics.json").exists() and not _trains_longer(overrides):
         raise ConfigError(f"resume={run_dir}: the run already finished (metrics.json); to train it further, "
                           "raise trainer.max_epochs or trainer.max_steps.")
     cfg = OmegaConf.load(run / "config.yaml")
-    _repoint(cfg, str(cfg.paths.output_dir), str(run))
+    check_run_targets(cfg, f"resume={run_dir}", trusted)  # the folder's own trust_targets count for nothing
+    _repoint(cfg, str(cfg.paths.output_dir), str(run.resolve()))  # absolute, as in the run it continues
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
-        if key == "resume" or key.startswith("hydra"):
+        if key in ("resume", "trust_targets") or key.startswith("hydra"):
             continue
         if key not in RESUMABLE_KEYS:
             raise ConfigError(f"resume: {override!r} would change the resumed run's result; a resume takes the "

@@ -35,8 +35,16 @@ from lft.loggers import build_loggers, finish_loggers, write_summary
 from lft.models import load_tokenizer
 from lft.module import FineTuneModule
 from lft.resources import peak_memory_mb, reset_peak_memory
-from lft.resume import check_fresh_folder, check_resumable, last_checkpoint, requeued, resume_config
+from lft.resume import (
+    check_fresh_folder,
+    check_resumable,
+    data_only_checkpoints,
+    last_checkpoint,
+    requeued,
+    resume_config,
+)
 from lft.run_folder import save_config, save_manifest, save_metrics, save_weights
+from lft.run_targets import targets
 from lft.scale import compile_blocks
 from lft.speed.check import FidelityCheck
 from lft.strategies import apply_strategy, strategy_callbacks
@@ -93,7 +101,8 @@ def train(cfg: DictConfig) -> dict:
         log.info("Resuming %s from %s.", run_dir, ckpt_path)
     start = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        with data_only_checkpoints(ckpt_path):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
         finish_loggers(trainer.loggers)
         raise RunStopped(f"Stopped by a signal at optimizer step {trainer.global_step}; continue with "
@@ -117,7 +126,8 @@ def train(cfg: DictConfig) -> dict:
         metrics[f"best_{cfg.monitor.metric}"] = float(best.best_model_score)
     if cfg.get("test"):
         # Loads the best checkpoint's weights into the module, so the saved weights below are the best too.
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=best and "best")
+        with data_only_checkpoints(best and best.best_model_path):
+            results = trainer.test(module, datamodule=datamodule, ckpt_path=best and "best", weights_only=True)
         metrics.update({k: float(v) for k, v in results[0].items()})
 
     if trainer.is_global_zero:
@@ -181,12 +191,14 @@ def main(cfg: DictConfig) -> float | None:
 
 def run(cfg: DictConfig) -> float | None:
     """Train (or continue) the run the config names; returns its monitored metric."""
+    # The targets this command composes are the user's own; a run folder's others need trust_targets=[...].
+    trusted = [*targets(cfg).values(), *(cfg.get("trust_targets") or [])]
     if cfg.get("resume"):
-        cfg = resume_config(cfg.resume, list(HydraConfig.get().overrides.task))
+        cfg = resume_config(cfg.resume, list(HydraConfig.get().overrides.task), trusted)
     elif requeued(cfg.paths.output_dir):  # the same command again, after a preemption: continue the run
         log.info("SLURM requeue (restart %s): continuing %s.", os.environ["SLURM_RESTART_COUNT"],
                  cfg.paths.output_dir)
-        cfg = resume_config(cfg.paths.output_dir, [])
+        cfg = resume_config(cfg.paths.output_dir, [], trusted)
     return train(cfg).get(cfg.monitor.metric)
 
 

@@ -1,8 +1,15 @@
 """Checkpoints that survive crashes: written to a temporary name, then renamed over the old one.
 
-AtomicModelCheckpoint is Lightning's best-checkpoint callback with that one change. LastCheckpoint keeps
-`last.ckpt` fresh for `resume=`: every `every_n_steps` optimizer steps, after every validation, and when a
-scheduler asks the job to stop (SIGTERM, or SIGUSR1 outside SLURM, where Lightning requeues on its own).
+AtomicModelCheckpoint is Lightning's best-checkpoint callback with that change, choosing the best when validation
+ends. LastCheckpoint keeps `last.ckpt` fresh for `resume=`: every `every_n_steps` optimizer steps, after every
+validation, and when a scheduler asks the job to stop (SIGTERM, or SIGUSR1 outside SLURM, where Lightning requeues
+on its own).
+
+A resume equals the uninterrupted run only if `last.ckpt` is a state the run passed through whole. So after a
+validation it is written last of all callbacks, holding that validation's best checkpoint and early-stopping
+updates (written before them, a resume forgot the best and wrote `best-v1.ckpt`), and never just before a
+validation: Lightning resumes past a validation that was due when the checkpoint was taken, so the resumed run
+would skip it.
 """
 
 import logging
@@ -22,7 +29,7 @@ def save_atomically(trainer, path: Path) -> None:
     """trainer.save_checkpoint to `path.tmp`, then rename: a crash mid-write leaves the old checkpoint intact."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    trainer.save_checkpoint(tmp)
+    trainer.save_checkpoint(tmp, weights_only=False)  # the whole state (optimizer, callbacks, loops), for resume
     trainer.strategy.barrier()
     if trainer.is_global_zero:
         if tmp.is_dir():  # sharded engines (DeepSpeed) write a folder; os.replace cannot replace a full one
@@ -37,6 +44,11 @@ def save_atomically(trainer, path: Path) -> None:
 
 
 class AtomicModelCheckpoint(ModelCheckpoint):
+    def __init__(self, *args, save_on_train_epoch_end: bool | None = False, **kwargs):
+        # False: the best is chosen when validation ends, where LastCheckpoint saves next. Lightning's default
+        # (None) waits for the epoch's end when validation runs once per epoch, after last.ckpt was written.
+        super().__init__(*args, save_on_train_epoch_end=save_on_train_epoch_end, **kwargs)
+
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         tmp = filepath + ".tmp"
         super()._save_checkpoint(trainer, tmp)
@@ -44,6 +56,18 @@ class AtomicModelCheckpoint(ModelCheckpoint):
             os.replace(tmp, filepath)
         trainer.strategy.barrier()
         self._last_checkpoint_saved = filepath
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # A run folder moved or copied since: its saved paths follow it (Lightning would keep only the stale best
+        # path, forget the scores and take the next validation as the best).
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old and new and old != new:
+            def moved(path):
+                return new + path[len(old):] if isinstance(path, str) and path.startswith(old + os.sep) else path
+
+            state_dict = {k: moved(v) for k, v in state_dict.items()} | {"dirpath": new}
+            state_dict["best_k_models"] = {moved(p): s for p, s in state_dict.get("best_k_models", {}).items()}
+        super().load_state_dict(state_dict)
 
 
 class LastCheckpoint(Checkpoint):
@@ -54,14 +78,18 @@ class LastCheckpoint(Checkpoint):
         self.on_preemption = on_preemption
         self._saved_step = -1
 
-    def save(self, trainer, why: str) -> None:
-        if trainer.global_step == self._saved_step or trainer.sanity_checking:
+    def save(self, trainer, why: str, again: bool = False) -> None:
+        """again: write even if this step was saved (a validation since then changed callback states)."""
+        if trainer.sanity_checking or (trainer.global_step == self._saved_step and not again):
             return
         save_atomically(trainer, self.path)
         self._saved_step = trainer.global_step
         log.info("Saved %s at optimizer step %d (%s).", self.path, trainer.global_step, why)
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        # Last of all callbacks: after a validation, every other one (the best checkpoint, early stopping) has
+        # updated its state for it before last.ckpt records them. (A new list: Lightning is iterating the old one.)
+        trainer.callbacks = [c for c in trainer.callbacks if c is not self] + [self]
         # SIGUSR1 ends a process by default; treat it as SIGTERM unless SLURM's requeue handler owns it.
         if self.on_preemption and stage == "fit" and not SLURMEnvironment.detect():
             signal.signal(signal.SIGUSR1, lambda *_: setattr(trainer._signal_connector, "received_sigterm", True))
@@ -76,14 +104,16 @@ class LastCheckpoint(Checkpoint):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.fit_loop._should_accumulate():  # mid-accumulation: gradients would be lost
             return
+        if validation_follows(trainer):  # saved after it instead (a signal keeps the previous checkpoint)
+            return
         if self.on_preemption and trainer.received_sigterm:
             self.save(trainer, "stop requested by a signal")
         elif self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
             self.save(trainer, f"every {self.every_n_steps} steps")
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if self.on_validation and trainer.state.fn == "fit":
-            self.save(trainer, "after validation")
+        if self.on_validation and trainer.state.fn == "fit" and not trainer.fit_loop._should_accumulate():
+            self.save(trainer, "after validation", again=True)
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         # Lightning stops at the end of the batch a signal arrived in. Mid-accumulation or mid-validation the
@@ -101,3 +131,9 @@ class LastCheckpoint(Checkpoint):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._saved_step = state_dict.get("saved_step", -1)
+
+
+def validation_follows(trainer) -> bool:
+    """Whether Lightning validates right after this training batch (its own test, asked a little earlier)."""
+    epoch_loop = trainer.fit_loop.epoch_loop
+    return epoch_loop._should_check_val_fx(trainer.fit_loop._data_fetcher)

@@ -221,7 +221,7 @@ class DpoTask(_PairTask):
         if self.reference_cache is None:
             self.reference_cache = {}
             if self.cache_file and self.cache_file.exists():
-                saved = torch.load(self.cache_file)
+                saved = torch.load(self.cache_file, weights_only=True)  # plain data: nothing to run
                 if saved.get("reference") == self._reference_name():
                     self.reference_cache = saved["logps"]
                     log.info("DPO reference log-probabilities of %d pairs read from %s.", len(saved["logps"]),
