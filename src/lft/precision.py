@@ -1,8 +1,8 @@
 """Where bf16 pays: `precision=auto` for training and bf16 weights while generating.
 
-Measured on a 2-core AMX CPU (bench/README.md): bf16 autocast trains MiniLM about 1.4x and SmolLM2-135M about
-2x faster than fp32, and decoding with bf16 weights is about 1.8x faster than fp32. CPUs without bf16 units
-emulate it (slower than fp32), so they stay in fp32.
+On CPUs with bf16 units (AMX, AVX-512-BF16) and Ampere or newer GPUs, bf16 matmuls run faster than fp32 ones
+(bench/README.md has the measurements, each with its result file). CPUs without bf16 units emulate it (slower
+than fp32), so they stay in fp32.
 """
 
 from collections.abc import Iterator

@@ -71,8 +71,9 @@ PATHS = {p.name: p for p in (
     SpeedPath("fast_dropout_masks", SAME_DISTRIBUTION, "dropout masks from 16-bit lanes of 64-bit draws: the "
               "same distribution as ATen's dropout (not the same draws); applies on CPU", SDPA_MODELS,
               "lft.fast_dropout", cpu_only=True),
-    SpeedPath("fast_attention_dropout", STOCK_ERROR, "SDPA's math kernel step by step with a cheap mask: within "
-              "the stock SDPA path's own error against fp32 at the same precision; bitwise in fp32", SDPA_MODELS,
+    SpeedPath("fast_attention_dropout", BITWISE, "SDPA's math kernel step by step with a cheap mask: given the "
+              "same mask, bitwise F.scaled_dot_product_attention's output and gradients, in fp32 and under bf16 "
+              "autocast (tests/test_fast_dropout.py); its error against fp32 is the stock path's", SDPA_MODELS,
               "lft.fast_dropout", cpu_only=True),
     SpeedPath("adapter_dropout", BITWISE, "LoRA's lora_A(dropout(x)) as one step keeping a one-bit mask "
               "(DroppingLoraA): bitwise equal to peft's LoRA forward given the same mask", SDPA_MODELS,
