@@ -24,7 +24,7 @@ train: setup
 	$(PY) -m lft.train $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n 2 --durations=25 $(ARGS)
 
 # Minutes-long tests: real models on ../shared/data slices.
 test-slow: setup

@@ -7,6 +7,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# `make test` runs two pytest workers (pytest-xdist) on two cores: one thread each, for their subprocesses too,
+# instead of two workers each spinning two threads on the same cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path  # noqa: E402
 
@@ -32,6 +36,8 @@ def _same_random_state():
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)  # as OMP_NUM_THREADS above, in case torch was imported before it was set
 
 
 def seeded(model_class, config):
