@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the matrix's tiny families live with its test
 
 import tests.test_fidelity_matrix as matrix  # noqa: E402
+
 from lft import fast_dropout  # noqa: E402
 
 
