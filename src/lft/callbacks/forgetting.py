@@ -52,7 +52,8 @@ class ForgettingCheck(Callback):
         tokenizer = load_tokenizer(self.model_cfg)
         for name, settings in self.retention.items():
             try:
-                task = build_task(data_config(str(name), settings), self.model_cfg)
+                prefix = f"forgetting.retention.{name}"  # names the set's keys in length messages
+                task = build_task(data_config(str(name), settings), self.model_cfg, prefix=prefix)
                 data = task.encode(tokenizer, self.seed, cache_dir=self.cache_dir)
             except (ConfigError, OSError) as err:
                 raise ConfigError(f"forgetting.retention.{name} does not load: {err}") from None
