@@ -24,32 +24,35 @@ TRAIN_ROWS = 12  # not a multiple of the batch: the epoch ends on a short batch,
 WORDS = ["apples", "pears", "the old red bike", "a cake", "three long reports about the weather", "rain", "a map"]
 
 
+def _write_splits(path, row) -> str:
+    """train/validation/test jsonl files of row(i) for i < each split's size."""
+    for split, n in (("train", TRAIN_ROWS), ("validation", 4), ("test", 4)):
+        with (path / f"{split}.jsonl").open("w") as f:
+            f.writelines(json.dumps(row(i)) + "\n" for i in range(n))
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def uneven_pairs(tmp_path_factory) -> str:
     """Dialogue -> summary rows whose prompts and summaries range from 1 to 20-odd words."""
-    path = tmp_path_factory.mktemp("uneven_pairs")
-    for split, n in (("train", TRAIN_ROWS), ("validation", 4), ("test", 4)):
-        with (path / f"{split}.jsonl").open("w") as f:
-            for i in range(n):
-                thing = " and ".join(WORDS[: 1 + (i * 5) % len(WORDS)])
-                row = {"dialogue": f"#Person1#: bring {WORDS[i % len(WORDS)]}" + " please" * (i % 4),
-                       "summary": f"bring {thing}" if i % 3 else "yes"}
-                f.write(json.dumps(row) + "\n")
-    return str(path)
+    def row(i: int) -> dict:
+        thing = " and ".join(WORDS[: 1 + (i * 5) % len(WORDS)])
+        return {"dialogue": f"#Person1#: bring {WORDS[i % len(WORDS)]}" + " please" * (i % 4),
+                "summary": f"bring {thing}" if i % 3 else "yes"}
+
+    return _write_splits(tmp_path_factory.mktemp("uneven_pairs"), row)
 
 
 @pytest.fixture(scope="session")
 def uneven_preferences(tmp_path_factory) -> str:
     """Preference pairs with answers of different lengths."""
-    path = tmp_path_factory.mktemp("uneven_preferences")
-    for split, n in (("train", TRAIN_ROWS), ("validation", 4), ("test", 4)):
-        with (path / f"{split}.jsonl").open("w") as f:
-            for i in range(n):
-                thing = " and ".join(WORDS[: 1 + (i * 3) % len(WORDS)])
-                row = {"prompt": f"\n\nHuman: what about {WORDS[i % len(WORDS)]}?\n\nAssistant:",
-                       "chosen": f" good, i like {thing}.", "rejected": " bad." if i % 2 else f" bad, i hate {thing}."}
-                f.write(json.dumps(row) + "\n")
-    return str(path)
+
+    def row(i: int) -> dict:
+        thing = " and ".join(WORDS[: 1 + (i * 3) % len(WORDS)])
+        return {"prompt": f"\n\nHuman: what about {WORDS[i % len(WORDS)]}?\n\nAssistant:",
+                "chosen": f" good, i like {thing}.", "rejected": " bad." if i % 2 else f" bad, i hate {thing}."}
+
+    return _write_splits(tmp_path_factory.mktemp("uneven_preferences"), row)
 
 
 def trained_weights(make_cfg, overrides: list[str], batch_size: int, k: int) -> dict[str, torch.Tensor]:

@@ -40,14 +40,19 @@ def model_inputs(task, batch: dict) -> dict | None:
     return None
 
 
+def _lean_loss(model, task) -> bool:
+    """Whether the task's training loss is lft's lean causal-LM loss for this model."""
+    return isinstance(getattr(task, "first", task), CausalLMTask) and lm_parts(model) is not None
+
+
 def paths_on(model, task, device: torch.device) -> list[str]:
     """The speed paths on for this model and task, in the contract's order."""
     on = marked(model)
     if {"one_mask_attention", "fast_dropout_masks"} <= on:
         on.add("fast_attention_dropout")  # lft's attention draws cheap masks where the model's dropouts are lft's
-    first = getattr(task, "first", task)
-    if isinstance(first, CausalLMTask) and lm_parts(model) is not None:
+    if _lean_loss(model, task):
         on.add("lean_loss")
+    first = getattr(task, "first", task)
     if getattr(first, "generator", None) is not None and getattr(first.generator, "enabled", False) and applies(
             "prompt_states", model):
         on.add("prompt_states")
@@ -64,9 +69,8 @@ def compare(model, task, batch: dict, context=None) -> tuple[float, float, float
     """(lft's loss, the stock forward's, the tolerance) on `batch`, dropout off and no graph; None where the task's
     loss is not the model's own or no checked path is on. Every module's train/eval mode is restored after."""
     inputs = model_inputs(task, batch)
-    lean_loss = isinstance(getattr(task, "first", task), CausalLMTask) and lm_parts(model) is not None
     lean_blocks = bool(marked(model) & {"lean_swiglu", "one_mask_attention"})
-    if inputs is None or not (lean_loss or lean_blocks):
+    if inputs is None or not (_lean_loss(model, task) or lean_blocks):
         return None
     modes = {m: m.training for m in model.modules()}
     model.eval()
