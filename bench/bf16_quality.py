@@ -20,10 +20,10 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
-from lft import CONFIG_DIR  # noqa: E402
-from lft.generation import split_fields  # noqa: E402
-from lft.models import load_tokenizer  # noqa: E402
-from lft.precision import bf16_weights  # noqa: E402
+from lft.config.paths import CONFIG_DIR  # noqa: E402
+from lft.generation.generator import split_fields  # noqa: E402
+from lft.models.loading import load_tokenizer  # noqa: E402
+from lft.speed.precision import bf16_weights  # noqa: E402
 from lft.tasks import build_task  # noqa: E402
 
 DIALOGSUM = Path(__file__).resolve().parents[2] / "shared" / "data" / "dialogsum"

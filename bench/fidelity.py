@@ -5,7 +5,7 @@ Two tables, written to a new `bench/results/fidelity-<UTC time>.md` (never over 
    the loss as a relative difference) of lft's training forward and of stock transformers + peft against the
    stock fp32 forward, in fp32 and under bf16 autocast. The test asserts these within the contract's tolerance;
    this prints the values.
-2. Attention with dropout (fast_dropout.attention) against F.scaled_dot_product_attention as transformers calls
+2. Attention with dropout (dropout_masks.attention) against F.scaled_dot_product_attention as transformers calls
    it, with the same mask, both against an fp64 reference: max and mean |error| (16 x 12 heads x 256 x 32, key
    padding, p = 0.1).
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))  # the matrix's tiny families live with its test
 
 import tests.test_fidelity_matrix as matrix  # noqa: E402
 
-from lft import fast_dropout  # noqa: E402
+from lft.speed import dropout_masks  # noqa: E402
 
 
 def matrix_row(family: str, lora: bool, bf16: bool) -> tuple[float, float, float, float]:
@@ -79,8 +79,8 @@ def attention_table() -> list[str]:
 
     lines = ["| inputs | precision | stock F.sdpa max / mean | lft max / mean | lft vs stock max |",
              "| --- | --- | --- | --- | --- |"]
-    drop_mask = fast_dropout.drop_mask
-    fast_dropout.drop_mask = aten_mask
+    drop_mask = dropout_masks.drop_mask
+    dropout_masks.drop_mask = aten_mask
     try:
         for inputs in ("fp32", "bf16"):
             for autocast in (False, True):
@@ -94,14 +94,14 @@ def attention_table() -> list[str]:
                     torch.manual_seed(5)
                     outs["stock"] = F.scaled_dot_product_attention(qq, kk, vv, mask, dropout_p=p).transpose(1, 2)
                     torch.manual_seed(5)
-                    outs["lft"] = fast_dropout.attention(nn.Module(), qq, kk, vv, mask, dropout=p, is_causal=False)[0]
+                    outs["lft"] = dropout_masks.attention(nn.Module(), qq, kk, vv, mask, dropout=p, is_causal=False)[0]
                 err = {name: (out.double() - ref).abs() for name, out in outs.items()}
                 apart = (outs["lft"].double() - outs["stock"].double()).abs().max().item()
                 lines.append(f"| {inputs} | {'bf16 autocast' if autocast else 'as given'} | "
                              f"{err['stock'].max().item():.2e} / {err['stock'].mean().item():.2e} | "
                              f"{err['lft'].max().item():.2e} / {err['lft'].mean().item():.2e} | {apart:.1e} |")
     finally:
-        fast_dropout.drop_mask = drop_mask
+        dropout_masks.drop_mask = drop_mask
     return lines
 
 

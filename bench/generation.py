@@ -79,9 +79,9 @@ def worker(args) -> None:
     from hydra import compose, initialize_config_dir
 
     import lft.evaluate
-    from lft import CONFIG_DIR
-    from lft.generation import stop_ids
-    from lft.models import load_tokenizer
+    from lft.config.paths import CONFIG_DIR
+    from lft.generation.generator import stop_ids
+    from lft.models.loading import load_tokenizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -106,7 +106,7 @@ def worker(args) -> None:
     print(json.dumps({
         "variant": args.worker, "seconds": row["seconds"], "generate_seconds": t["generate"],
         "prefill_seconds": t["prefill"], "decode_seconds": t["decode"],
-        # everything outside generate (mostly the loss forward, which may bypass model.forward: lft.losses.causal)
+        # everything outside generate (mostly the loss forward, which may bypass model.forward: lft.speed.lean_loss)
         "loss_seconds": round(row["seconds"] - meter.t["generate"], 1),
         "tokens": meter.tokens, "tokens_per_s": round(meter.tokens / row["seconds"], 2),
         "generate_tokens_per_s": round(meter.tokens / meter.t["generate"], 2), "rouge1": row["rouge1"],

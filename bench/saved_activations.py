@@ -19,10 +19,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from lft import CONFIG_DIR  # noqa: E402
-from lft.losses.causal import causal_lm_loss  # noqa: E402
+from lft.config.paths import CONFIG_DIR  # noqa: E402
+from lft.speed.bf16_base_weights import frozen_linear_params  # noqa: E402
+from lft.speed.lean_loss import causal_lm_loss  # noqa: E402
 from lft.strategies import apply_strategy  # noqa: E402
-from lft.strategies.bf16_base import frozen_linear_params  # noqa: E402
 from lft.tasks import build_task  # noqa: E402
 
 BATCH, LENGTH, LABELLED = 8, 448, 64

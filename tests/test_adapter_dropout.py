@@ -1,4 +1,4 @@
-"""LoRA's adapter dropout: the same dropout, a smaller record for backward (lft.strategies.adapter_dropout)."""
+"""LoRA's adapter dropout: the same dropout, a smaller record for backward (lft.speed.adapter_dropout)."""
 
 import copy
 
@@ -7,15 +7,15 @@ import torch
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
-from lft.fast_dropout import apply_drop
-from lft.strategies import adapter_dropout, apply_strategy
-from lft.strategies.adapter_dropout import (
+from lft.speed.adapter_dropout import (
     AdapterDropout,
     DroppingLoraA,
     pack_bits,
     unpack_bits,
     use_adapter_dropout,
 )
+from lft.speed.dropout_masks import apply_drop
+from lft.strategies import adapter_dropout, apply_strategy
 from lft.tasks import build_task
 
 
@@ -82,7 +82,7 @@ def test_lora_trains_with_adapter_dropout_and_keeps_less_for_backward(make_cfg, 
 
 
 def _atens_masks(x, p, lanes=None):
-    """`fast_dropout.dropped` drawing nn.Dropout's own mask on the CPU (ATen: `empty_like(x).bernoulli_(1 - p)`,
+    """`dropout_masks.dropped` drawing nn.Dropout's own mask on the CPU (ATen: `empty_like(x).bernoulli_(1 - p)`,
     divided by 1 - p, then `x * noise`), so that the same seed gives peft's dropout and lft's the same mask."""
     noise = torch.empty_like(x).bernoulli_(1 - p).div_(1 - p)
     drop, scale = noise == 0, noise.max().item()

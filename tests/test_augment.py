@@ -12,12 +12,12 @@ from datasets import Dataset, DatasetDict
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
+from lft.config.errors import ConfigError
 from lft.data import wordnet as wordnet_module
 from lft.data.augment import STOP_WORDS, apply_operation, augment_row, augment_train, row_rng
 from lft.data.fingerprint import encoding_key
 from lft.data.wordnet import load_wordnet
-from lft.errors import ConfigError
-from lft.models import load_tokenizer
+from lft.models.loading import load_tokenizer
 from lft.tasks import build_task
 from lft.train import train
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from lft.checks import check_config
-from lft.errors import ConfigError
-from lft.models import load_tokenizer
+from lft.config.errors import ConfigError
+from lft.config.validate import check_config
+from lft.models.loading import load_tokenizer
 from lft.tasks import build_task
 
 ROWS = 100  # four missing values of 100 rows are under data.max_bad_fraction=0.05: dropped, not refused

@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from lft.errors import ConfigError
-from lft.generation import Generator
-from lft.precision import bf16_weights, fast_bf16
+from lft.config.errors import ConfigError
+from lft.generation.generator import Generator
+from lft.speed.precision import bf16_weights, fast_bf16
 
 
 def test_weights_are_bf16_inside_and_the_same_fp32_tensors_after(tiny_gpt2):
@@ -65,7 +65,7 @@ def test_bf16_setting():
 
 
 def test_config_check_names_the_bf16_values(make_cfg):
-    from lft.checks import check_config
+    from lft.config.validate import check_config
 
     check_config(make_cfg("data=dialogsum", "data.generate.bf16=false"))
     with pytest.raises(ConfigError, match=r"data.generate.bf16='yes' must be one of auto, True, False"):

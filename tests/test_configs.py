@@ -6,10 +6,10 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
-from lft import CONFIG_DIR
-from lft.checks import check_config
-from lft.errors import ConfigError
-from lft.schedulers import lr_lambda
+from lft.config.errors import ConfigError
+from lft.config.paths import CONFIG_DIR
+from lft.config.validate import check_config
+from lft.training.schedulers import lr_lambda
 
 GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "paths"))
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIG_DIR / g).glob("*.yaml"))]

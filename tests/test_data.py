@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from lft.config.errors import ConfigError
 from lft.data.sources import load_splits
-from lft.errors import ConfigError
-from lft.models import load_tokenizer
+from lft.models.loading import load_tokenizer
 from lft.tasks.classification import ClassificationTask
 
 ROWS = [{"review": f"text number {i}", "sentiment": ["neg", "pos"][i % 2]} for i in range(40)]

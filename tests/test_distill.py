@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, GPT2Config, GPT2LMHeadModel
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 from lft.strategies.distill import DistillationTask, distill_loss, kd_loss, student_from_teacher
 from lft.train import train
 

@@ -9,9 +9,9 @@ import torch
 from omegaconf import OmegaConf
 from torchmetrics.classification import MulticlassAccuracy
 
-from lft.ensemble import average_probabilities, check_members, mbr_select
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 from lft.evaluate import evaluate
+from lft.evaluation.ensemble import average_probabilities, check_members, mbr_select
 from lft.train import train
 
 
@@ -60,7 +60,7 @@ def two_runs(tmp_path_factory, tiny_bert):
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from lft import CONFIG_DIR
+    from lft.config.paths import CONFIG_DIR
 
     root = tmp_path_factory.mktemp("ensemble")
     runs = []

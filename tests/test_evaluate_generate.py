@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 from lft.evaluate import evaluate
 from lft.generate import generate, parse_args
-from lft.report import format_table
+from lft.reports.results import format_table
 from lft.train import train
 
 

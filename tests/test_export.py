@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 from lft.export import export, main, parse
-from lft.run_folder import load_run_model
+from lft.runs.folder import load_run_model
 from lft.train import train
 
 IDS = torch.tensor([[101, 2023, 3185, 2001, 2307, 102], [101, 6659, 1010, 5949, 102, 0]])
@@ -23,7 +23,7 @@ def runs(tmp_path_factory, tiny_bert):
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from lft import CONFIG_DIR
+    from lft.config.paths import CONFIG_DIR
 
     root, found = tmp_path_factory.mktemp("runs"), {}
     for name, model, extra in [("lora", tiny_bert, ["strategy.target_modules=[query,value,dense]"]),

@@ -1,4 +1,4 @@
-"""Dropout from cheaper masks on the CPU (lft.fast_dropout): the distribution, the gradient, attention's numbers
+"""Dropout from cheaper masks on the CPU (lft.speed.dropout_masks): the distribution, the gradient, attention's numbers
 against what the stock model computes with the same mask."""
 
 import copy
@@ -17,10 +17,10 @@ from transformers import (
     GPT2LMHeadModel,
 )
 
-from lft import fast_dropout
-from lft.fast_dropout import FastDropout, drop_mask, use_fast_dropout
-from lft.lean_blocks import use_lean_blocks
-from lft.models import load_pretrained
+from lft.models.loading import load_pretrained
+from lft.speed import dropout_masks
+from lft.speed.dropout_masks import FastDropout, drop_mask, use_fast_dropout
+from lft.speed.lean_blocks import use_lean_blocks
 from lft.train import train
 
 
@@ -50,14 +50,14 @@ def test_drop_mask_is_reproduced_by_the_seed():
 def test_dropout_scales_survivors_and_passes_the_gradient_through_the_same_mask(dtype):
     torch.manual_seed(0)
     x = torch.randn(300, 400, dtype=dtype).requires_grad_()
-    y = fast_dropout.dropout(x, 0.3)
+    y = dropout_masks.dropout(x, 0.3)
     kept = y != 0
     _, scale = drop_mask(torch.Size([1]), 0.3, x.device)
     assert y.dtype == dtype and abs(kept.float().mean().item() - 0.7) < 0.01
     assert torch.equal(y[kept], (x[kept] * scale).to(dtype))
     y.backward(torch.ones_like(y))
     assert torch.equal(x.grad, (kept * scale).to(dtype))
-    assert fast_dropout.dropout(x, 0.3, training=False) is x
+    assert dropout_masks.dropout(x, 0.3, training=False) is x
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
@@ -65,13 +65,13 @@ def test_uniform_masks_off_the_cpu_drop_with_p_and_scale_by_its_inverse(p):
     """The branch `dropped` takes on GPUs (fp32 uniform draws), run on the CPU."""
     torch.manual_seed(0)
     x = torch.randn(1 << 20, requires_grad=True)
-    out, drop, scale = fast_dropout.dropped(x, p, lanes=False)
+    out, drop, scale = dropout_masks.dropped(x, p, lanes=False)
     assert scale == 1 / (1 - p) and abs(drop.float().mean().item() - p) < 5 * math.sqrt(p * (1 - p) / x.numel())
     assert torch.equal(out, (x * scale).masked_fill(drop, 0))
     out.backward(torch.ones_like(out))
     assert torch.equal(x.grad, torch.full_like(x, scale).masked_fill(drop, 0))
     torch.manual_seed(1)
-    lanes = fast_dropout.dropped(x, p)[1]  # on the CPU by default: drop_mask's lanes
+    lanes = dropout_masks.dropped(x, p)[1]  # on the CPU by default: drop_mask's lanes
     torch.manual_seed(1)
     assert torch.equal(lanes, drop_mask(x.shape, p, x.device)[0])
 
@@ -108,7 +108,7 @@ def test_attention_gives_bitwise_what_sdpa_gives_with_dropout_for_the_same_mask(
         torch.manual_seed(7)
         drop, scale = _atens_mask(torch.Size([2, heads, 6, 6]), 0.2, q.device)
         assert 0 < drop.float().mean() < 0.5
-        out, _ = fast_dropout.attention_with_mask(module, q, k, v, mask, drop, scale, is_causal=case == "causal")
+        out, _ = dropout_masks.attention_with_mask(module, q, k, v, mask, drop, scale, is_causal=case == "causal")
     assert out.dtype == expected.dtype and torch.equal(out, expected)
     if case == "empty_row":
         assert torch.equal(out[1, 2], torch.zeros_like(out[1, 2]))
@@ -121,10 +121,10 @@ def test_attention_draws_its_mask_from_drop_mask():
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 4, 6, 8) for _ in range(3))
     torch.manual_seed(7)
-    out, _ = fast_dropout.attention(nn.Module(), q, k, v, None, dropout=0.2, is_causal=True)
+    out, _ = dropout_masks.attention(nn.Module(), q, k, v, None, dropout=0.2, is_causal=True)
     torch.manual_seed(7)
     drop, scale = drop_mask(torch.Size([2, 4, 6, 6]), 0.2, q.device)
-    assert torch.equal(out, fast_dropout.attention_with_mask(nn.Module(), q, k, v, None, drop, scale, is_causal=True)[0])
+    assert torch.equal(out, dropout_masks.attention_with_mask(nn.Module(), q, k, v, None, drop, scale, is_causal=True)[0])
 
 
 def _tiny(family: str):
@@ -150,7 +150,7 @@ def test_a_lean_model_trains_bitwise_as_the_stock_one_given_the_same_attention_m
     use_lean_blocks(lean)
     use_fast_dropout(lean)
     drawn = []
-    monkeypatch.setattr(fast_dropout, "drop_mask", lambda *args: drawn.append(args[0]) or _atens_mask(*args))
+    monkeypatch.setattr(dropout_masks, "drop_mask", lambda *args: drawn.append(args[0]) or _atens_mask(*args))
     ids = torch.randint(0, 100, (3, 12))
     mask = torch.ones_like(ids)
     mask[-1, :4] = 0

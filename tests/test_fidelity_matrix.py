@@ -21,15 +21,15 @@ import transformers as tf
 from omegaconf import OmegaConf
 from peft import get_peft_model
 
-from lft import CONFIG_DIR
-from lft.losses.causal import causal_lm_forward, lm_parts
-from lft.models import set_dropout, use_speed_paths
-from lft.precision import bf16_weights
-from lft.prompt_states import PromptStates
-from lft.scale import compile_blocks
+from lft.config.paths import CONFIG_DIR
+from lft.generation.prompt_states import PromptStates
+from lft.models.loading import set_dropout, use_speed_paths
+from lft.speed.bf16_base_weights import cast_frozen_base
+from lft.speed.compile import compile_blocks
 from lft.speed.contract import BITWISE, PATHS, STOCK_ERROR_FACTOR, marked
+from lft.speed.lean_loss import causal_lm_forward, lm_parts
+from lft.speed.precision import bf16_weights
 from lft.strategies import apply_strategy
-from lft.strategies.bf16_base import cast_frozen_base
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.classification import ClassificationTask
 from lft.tasks.seq2seq import Seq2SeqTask
@@ -266,7 +266,7 @@ def _logits(model, generation: dict, reused: dict, bf16: bool) -> torch.Tensor:
 @pytest.mark.parametrize("family", GENERATIVE)
 def test_generation_from_prompt_states_gives_the_prefills_logits(family, bf16):
     """lft's evaluation forward (the lean loss for decoders) hands generation its states; the logits of each step
-    equal a prefill's, within the prefill's own error in bf16 (generation's bf16 weights, lft.precision)."""
+    equal a prefill's, within the prefill's own error in bf16 (generation's bf16 weights, lft.speed.precision)."""
     kind = FAMILIES[family][2]
     model = _model(family).eval()
     use_speed_paths(model)
@@ -288,7 +288,7 @@ def test_generation_from_prompt_states_gives_the_prefills_logits(family, bf16):
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
 @pytest.mark.parametrize("family", [f for f, (cls, *_ ) in FAMILIES.items() if cls.__name__ in PATHS["compile"].models])
 def test_compiled_blocks_train_on_the_stock_loss_within_its_error(family, lora):
-    """compile=true (lft.scale.compile_blocks) on top of lft's other paths: fp32 to rounding, bf16 within the stock
+    """compile=true (lft.speed.compile.compile_blocks) on top of lft's other paths: fp32 to rounding, bf16 within the stock
     path's error."""
     torch._dynamo.reset()
     ours, stock, task = _sides(family, lora)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 from lft.evaluate import evaluate
 from lft.train import train
 

@@ -9,8 +9,8 @@ from datasets import Dataset
 from omegaconf import open_dict
 
 from lft.evaluate import evaluate
-from lft.generation import generation_order
-from lft.models import load_tokenizer
+from lft.generation.generator import generation_order
+from lft.models.loading import load_tokenizer
 from lft.tasks import build_task
 
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from lft.config.errors import ConfigError
 from lft.data.templates import TEMPLATES, PromptBuilder, Template, get_template
-from lft.errors import ConfigError
-from lft.metrics import Perplexity, Rouge, generation_metrics
-from lft.models import load_tokenizer
+from lft.evaluation.metrics import Perplexity, Rouge, generation_metrics
+from lft.models.loading import load_tokenizer
 from lft.tasks import build_task
 from lft.tasks.causal_lm import IGNORE
 

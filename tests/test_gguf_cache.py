@@ -3,12 +3,12 @@
 import subprocess
 import sys
 
-from lft.models import resolve_model_path
+from lft.models.loading import resolve_model_path
 
 CONVERT = """
 import sys
 from pathlib import Path
-from lft.models import convert_gguf
+from lft.models.loading import convert_gguf
 print(convert_gguf(sys.argv[1], sys.argv[2], Path(sys.argv[3])))
 """
 

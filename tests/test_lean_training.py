@@ -12,9 +12,9 @@ from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 import lft.train
-from lft.lean_blocks import LEAN_ATTENTION, use_lean_blocks
+from lft.speed.bf16_base_weights import Bf16BaseWeights
+from lft.speed.lean_blocks import LEAN_ATTENTION, use_lean_blocks
 from lft.strategies import strategy_callbacks
-from lft.strategies.bf16_base import Bf16BaseWeights
 from lft.train import train
 
 
@@ -127,7 +127,7 @@ def test_one_additive_mask_per_forward_gives_bitwise_the_same_loss_and_gradients
 def test_lean_blocks_keep_no_tensor_between_forwards():
     """The mask is built per forward: a tensor cached at module level outlived its forward and broke
     torch.compile's guards once it was collected (an order-dependent failure of the compile test)."""
-    import lft.lean_blocks as lean_blocks
+    import lft.speed.lean_blocks as lean_blocks
 
     model, ids, mask = _padded_llama(layers=2, heads=4, kv_heads=4, rows=2, length=12)
     use_lean_blocks(model)

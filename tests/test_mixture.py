@@ -7,11 +7,11 @@ from collections import Counter
 import pytest
 import torch
 
+from lft.config.errors import ConfigError
 from lft.data.datamodule import member_batches
 from lft.data.mixture import member_counts, mixing_probabilities, mixture_order
 from lft.data.sampler import ResumableBatchSampler
-from lft.errors import ConfigError
-from lft.metrics import LabelAccuracy
+from lft.evaluation.metrics import LabelAccuracy
 from lft.train import train
 
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from lft.errors import ConfigError
-from lft.models import load_config, resolve_model_path
+from lft.config.errors import ConfigError
+from lft.models.loading import load_config, resolve_model_path
 from lft.strategies import apply_strategy
 from lft.strategies.params import count_parameters
 from lft.tasks.classification import ClassificationHead, ClassificationTask

@@ -4,10 +4,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM
 
+from lft.config.errors import ConfigError
 from lft.data.packing import PackingCollator, check_packing_isolates, first_fit_decreasing
-from lft.errors import ConfigError
-from lft.losses.causal import causal_lm_loss
-from lft.precision import auto_precision, fast_bf16
+from lft.speed.lean_loss import causal_lm_loss
+from lft.speed.precision import auto_precision, fast_bf16
 from lft.train import train
 
 IGNORE = -100
@@ -54,7 +54,7 @@ def _plain(model, batch):
 
 
 def test_chunked_loss_equals_the_models_own_loss_and_gradients(decoder, monkeypatch):
-    import lft.losses.causal as causal
+    import lft.speed.lean_loss as causal
 
     monkeypatch.setattr(causal, "CHUNK_TOKENS", 7)  # several chunks, the last one partial
     decoder.config.attn_implementation = "eager"
@@ -142,7 +142,7 @@ def test_compile_true_compiles_each_block_and_trains(make_cfg, pairs_data, tiny_
 
 
 def test_transformer_blocks_are_the_models_repeated_layers(tiny_llama):
-    from lft.scale import transformer_blocks
+    from lft.models.blocks import transformer_blocks
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama)
     assert [type(b).__name__ for b in transformer_blocks(model)] == ["LlamaDecoderLayer"] * 2

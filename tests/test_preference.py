@@ -8,15 +8,15 @@ import pytest
 import torch
 from omegaconf import open_dict
 
+from lft.config.errors import ConfigError
 from lft.data.preference import PairEncoder, parse_turns, split_shared_prefix
-from lft.errors import ConfigError
 from lft.losses.preference import bradley_terry_loss, dpo_loss, pair_accuracy, sequence_logps
-from lft.models import load_tokenizer
-from lft.module import FineTuneModule
+from lft.models.loading import load_tokenizer
 from lft.strategies import apply_strategy
 from lft.strategies.params import count_parameters
 from lft.tasks import build_task
 from lft.train import train
+from lft.training.module import FineTuneModule
 
 
 # --- losses against an independent scalar implementation of the papers' formulas ------------------------------------
@@ -240,7 +240,7 @@ def test_unknown_loss_is_refused(make_cfg, toy_pairs):
 # --- lft.evaluate / lft.report: base vs tuned side by side -------------------------------------------------------------
 def test_evaluate_base_vs_dpo_run_side_by_side(make_cfg, tiny_llama, toy_pairs, tmp_path):
     from lft.evaluate import evaluate
-    from lft.report import format_table, wilson_interval
+    from lft.reports.results import format_table, wilson_interval
 
     cache = tmp_path / "reference.pt"
     common = ("data=hh_rlhf_harmless", f"data.path={toy_pairs}", f"model.name_or_path={tiny_llama}",
@@ -278,7 +278,7 @@ def test_reward_lora_run_exports_and_reloads_as_a_classifier(make_cfg, tiny_bert
     from transformers import AutoModelForSequenceClassification
 
     from lft.export import export
-    from lft.run_folder import load_trained_model
+    from lft.runs.folder import load_trained_model
 
     cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_bert}", "data.task=reward", "strategy=lora",
                     *TINY_BERT_LENGTHS)
@@ -294,14 +294,14 @@ def test_reward_lora_run_exports_and_reloads_as_a_classifier(make_cfg, tiny_bert
 
 
 def test_distillation_of_pairs_is_refused_before_loading(make_cfg, toy_pairs):
-    from lft.checks import check_config
+    from lft.config.validate import check_config
 
     with pytest.raises(ConfigError, match="strategy=distill with data.task=dpo"):
         check_config(_pair_cfg(make_cfg, toy_pairs, "strategy=distill"))
 
 
 def test_dpo_with_qlora_uses_the_4bit_base_as_reference(make_cfg, tiny_llama_64, toy_pairs):
-    from lft.checks import bitsandbytes_problem
+    from lft.config.validate import bitsandbytes_problem
 
     if bitsandbytes_problem(4):
         pytest.skip(f"bitsandbytes cannot run here: {bitsandbytes_problem(4)}")
@@ -314,7 +314,7 @@ def test_dpo_with_qlora_uses_the_4bit_base_as_reference(make_cfg, tiny_llama_64,
 
 
 def _aten_dropped(x, p):
-    """`fast_dropout.dropped` with ATen's Bernoulli masks instead of fast_dropout's lanes (for comparison)."""
+    """`dropout_masks.dropped` with ATen's Bernoulli masks instead of dropout_masks' lanes (for comparison)."""
     out, keep = torch.native_dropout(x, p, True)
     return out, keep.logical_not(), 1 / (1 - p)
 
@@ -326,7 +326,7 @@ def test_dpo_with_qlora_learns_over_seeds(make_cfg, tiny_llama_64, toy_pairs, ma
 
     Seeds change the data order and the dropout draws, not the tiny model (fixed in conftest). Run with `-s` to
     see both arms' margins (bench/README.md has a run)."""
-    from lft.checks import bitsandbytes_problem
+    from lft.config.validate import bitsandbytes_problem
     from lft.strategies import adapter_dropout
 
     if bitsandbytes_problem(4):

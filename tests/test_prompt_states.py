@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from lft.generation import Generator
-from lft.prompt_states import PromptStates
+from lft.generation.generator import Generator
+from lft.generation.prompt_states import PromptStates
 
 PROMPTS = ["a short one", "a somewhat longer prompt than that", "mid length prompt"]
 SUFFIX = " and a reference after it"
@@ -119,8 +119,8 @@ def test_states_that_do_not_line_up_fall_back_to_a_prefill(tiny_llama):
 
 @torch.no_grad()
 def test_lean_loss_forward_keeps_the_prompt_cache(tiny_llama):
-    """Evaluation's loss (lft.losses.causal, the backbone without full logits) hands generation the same cache."""
-    from lft.losses.causal import causal_lm_forward
+    """Evaluation's loss (lft.speed.lean_loss, the backbone without full logits) hands generation the same cache."""
+    from lft.speed.lean_loss import causal_lm_forward
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()

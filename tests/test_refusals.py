@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 from lft.train import train
 from tests.test_cli import run_cli
 
@@ -246,7 +246,7 @@ def test_train_split_missing_a_class_is_warned(make_cfg, tiny_bert, tmp_path, ca
     (folder / "validation.jsonl").write_text(GOOD_JSONL)
     cfg = make_cfg(f"model.name_or_path={tiny_bert}", f"data.path={folder}", "data.label_names=[negative,neutral,positive]",
                    "data.val_fraction=0.25")
-    from lft.models import load_tokenizer
+    from lft.models.loading import load_tokenizer
     from lft.tasks import build_task
 
     with caplog.at_level("WARNING"):

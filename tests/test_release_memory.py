@@ -26,7 +26,7 @@ def test_within_step_hooks_every_transformer_block_while_fitting(tiny_bert):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from lft.scale import transformer_blocks
+    from lft.models.blocks import transformer_blocks
 
     class Holder(torch.nn.Module):  # what the callback reads of a LightningModule
         device = torch.device("cpu")

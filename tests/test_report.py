@@ -6,7 +6,9 @@ import json
 import pytest
 import yaml
 
-from lft.report import label_rows, lower_is_better, main, parse_overrides, short_keys, short_value
+from lft.report import main
+from lft.reports.labels import label_rows, short_keys, short_value
+from lft.reports.table import lower_is_better, parse_overrides
 
 
 def fake_run(root, name, overrides, metrics=None, failed=None, curve=None, monitor=("val/accuracy", "max")):
@@ -116,7 +118,7 @@ def test_plots_label_runs_by_folder_names_the_user_chose():
 
 
 def test_params_plot_skips_overrides_that_vary_only_by_absence(tmp_path):
-    from lft.report_plots import plot_params
+    from lft.reports.plots import plot_params
 
     rows = [{"overrides": {"a": "1", "only_here": "x"}, "metrics": {"m": 0.5}, "state": "finished"},
             {"overrides": {"a": "1"}, "metrics": {"m": 0.7}, "state": "finished"}]
@@ -164,7 +166,7 @@ def test_a_damaged_failed_json_is_reported_not_fatal(tmp_path):
 
 
 def test_retention_columns_sit_beside_the_task_metrics(tmp_path):
-    from lft.report import table_columns
+    from lft.reports.table import table_columns
 
     rows = [{"metrics": {"val/loss": 1.0, "forgetting/text/perplexity_before": 9.0,
                          "forgetting/text/perplexity_after": 9.5, "forgetting/text/perplexity_change": 0.5}}]

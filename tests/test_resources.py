@@ -5,7 +5,7 @@ import gc
 import pytest
 import torch
 
-from lft.resources import STATUS, peak_memory_mb, reset_peak_memory
+from lft.runs.memory import STATUS, peak_memory_mb, reset_peak_memory
 
 
 def test_a_reset_forgets_an_earlier_peak():

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lft.errors import ConfigError
-from lft.resume import resume_config
+from lft.config.errors import ConfigError
+from lft.runs.resume import resume_config
 from lft.train import train
 
 # 15 batches of 16 per epoch on the shipped sample; dropout on, so the RNG state must be restored too.
@@ -317,11 +317,11 @@ def fake_run(make_cfg, tiny_bert, **nodes) -> Path:
 def test_every_target_the_shipped_configs_name_may_be_resumed(make_cfg):
     from omegaconf import OmegaConf
 
-    from lft import CONFIG_DIR
-    from lft.run_targets import allowed, check_run_targets, targets
+    from lft.config.paths import CONFIG_DIR
+    from lft.runs.targets import allowed, check_run_targets, targets
 
     shipped = {t for f in CONFIG_DIR.rglob("*.yaml") for t in targets(OmegaConf.load(f)).values()}
-    assert len(shipped) >= 15 and "torch.optim.AdamW" in shipped and "lft.scale.fsdp" in shipped
+    assert len(shipped) >= 15 and "torch.optim.AdamW" in shipped and "lft.training.engines.fsdp" in shipped
     assert [t for t in shipped if not allowed(t)] == []
     check_run_targets(make_cfg("logger=csv"), "resume=run")  # a composed config, interpolations resolved
 
@@ -344,7 +344,7 @@ def test_resume_refuses_a_foreign_target_before_anything_loads(tmp_path, make_cf
     {"callbacks.browse": {"_target_": "webbrowser.open", "url": "https://example.com"}},
     {"forgetting": {"_target_": "lft.train.os.system", "_args_": ["touch x"]}},  # os, reached through lft
     {"trainer.plugins": [{"_target_": "lightning.fabric.utilities.cloud_io._atomic_save"}]},  # private helper
-    {"logger.save": {"_target_": "lft.run_folder.save_metrics"}},  # lft, but a function no config names
+    {"logger.save": {"_target_": "lft.runs.folder.save_metrics"}},  # lft, but a function no config names
 ], ids=["webbrowser", "os-through-lft", "private", "lft-function"])
 def test_resume_refuses_targets_outside_the_allowlist(make_cfg, tiny_bert, node):
     (key, value), = node.items()

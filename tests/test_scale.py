@@ -10,9 +10,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from lft.checks import check_config
-from lft.errors import ConfigError
-from lft.scale import TransformerBlocks
+from lft.config.errors import ConfigError
+from lft.config.validate import check_config
+from lft.training.engines import TransformerBlocks
 
 CUDA = torch.cuda.is_available()
 # Dropout off: the two runs draw their masks on different processes, so only the data order can match.
@@ -79,7 +79,7 @@ def test_multi_node_and_slurm_launcher_compose(make_cfg):
     assert cfg.trainer.num_nodes == 2
     from hydra import compose, initialize_config_dir
 
-    from lft import CONFIG_DIR
+    from lft.config.paths import CONFIG_DIR
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         full = compose(config_name="train", overrides=["hydra/launcher=submitit_slurm"], return_hydra_config=True)

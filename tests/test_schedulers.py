@@ -3,8 +3,8 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-from lft.errors import ConfigError
-from lft.schedulers import lr_lambda
+from lft.config.errors import ConfigError
+from lft.training.schedulers import lr_lambda
 
 
 def schedule(**cfg):

@@ -17,7 +17,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from hydra_plugins.lft_sweeper.space import parse_space
 from hydra_plugins.lft_sweeper.sweeper import check_pruner
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 from tests.test_cli import run_cli
 from tests.test_sweep_report import FAST
 

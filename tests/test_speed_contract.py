@@ -11,11 +11,11 @@ from omegaconf import OmegaConf
 from transformers import AttentionInterface, FalconH1Config, FalconH1ForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from lft.lean_blocks import LEAN_ATTENTION, SwiGLU
-from lft.losses.causal import lm_parts
-from lft.models import use_speed_paths
+from lft.models.loading import use_speed_paths
 from lft.speed.check import compare, differs, fall_back, paths_on
 from lft.speed.contract import PATHS, STOCK_ERROR, marked
+from lft.speed.lean_blocks import LEAN_ATTENTION, SwiGLU
+from lft.speed.lean_loss import lm_parts
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.classification import ClassificationTask
 from lft.train import train

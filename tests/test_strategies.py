@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lft import CONFIG_DIR
-from lft.checks import bitsandbytes_problem, check_config
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
+from lft.config.paths import CONFIG_DIR
+from lft.config.validate import bitsandbytes_problem, check_config
 from lft.strategies import apply_strategy
 from lft.tasks import build_task
 from lft.train import train

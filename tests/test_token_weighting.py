@@ -11,11 +11,11 @@ import lightning as L
 import pytest
 import torch
 
-from lft.models import load_tokenizer
-from lft.module import FineTuneModule
+from lft.models.loading import load_tokenizer
 from lft.strategies import apply_strategy
 from lft.tasks import build_task
 from lft.train import train
+from lft.training.module import FineTuneModule
 
 # SGD without momentum or decay: a step moves the weights by lr x the gradient, so weights compare gradients.
 LR = 0.1

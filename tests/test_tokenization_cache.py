@@ -11,7 +11,7 @@ from transformers import BertTokenizer
 
 from lft.data.cache import ENTRY_FILE, FOLDER
 from lft.data.fingerprint import encoding_key
-from lft.models import load_tokenizer
+from lft.models.loading import load_tokenizer
 from lft.tasks import build_task
 from lft.tasks import classification as classification_module
 from lft.train import train

@@ -10,8 +10,8 @@ import pytest
 import torch
 import yaml
 
-from lft.errors import ConfigError
-from lft.resume import resume_config
+from lft.config.errors import ConfigError
+from lft.runs.resume import resume_config
 from lft.train import train
 
 TRAIN_ROWS = 240  # the shipped sentiment sample's train split

@@ -3,7 +3,7 @@ overrides, named by job number + varying overrides, with the final metrics in it
 
 import json
 
-from lft.loggers import TAG_LENGTH
+from lft.training.loggers import TAG_LENGTH
 from tests.test_cli import run_cli
 from tests.test_sweep_report import FAST
 from tests.wandb_log import finished_run_records

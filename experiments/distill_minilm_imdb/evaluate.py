@@ -16,8 +16,8 @@ import torch
 from omegaconf import OmegaConf
 from transformers import DataCollatorWithPadding
 
-from lft.models import load_tokenizer
-from lft.run_folder import load_run_model
+from lft.models.loading import load_tokenizer
+from lft.runs.folder import load_run_model
 from lft.tasks import build_task
 
 BATCH = 64

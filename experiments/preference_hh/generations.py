@@ -9,9 +9,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from lft.data.preference import PairEncoder, load_preference_splits
-from lft.generation import Generator
-from lft.models import load_tokenizer
-from lft.run_folder import load_run_config, load_trained_model
+from lft.generation.generator import Generator
+from lft.models.loading import load_tokenizer
+from lft.runs.folder import load_run_config, load_trained_model
 from lft.tasks import build_task
 
 

@@ -10,11 +10,11 @@ import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
 
-from lft import CONFIG_DIR
-from lft.models import load_tokenizer
-from lft.module import FineTuneModule
+from lft.config.paths import CONFIG_DIR
+from lft.models.loading import load_tokenizer
 from lft.strategies import apply_strategy
 from lft.tasks import build_task
+from lft.training.module import FineTuneModule
 
 
 def run(batch, k):

@@ -3,7 +3,7 @@
 The same data flags score a base model, a run's LoRA adapter or a run's full fine-tune, so "original vs full
 fine-tune vs PEFT" is three commands appending to one `out` file, printed as one table (see lft.report).
 Generation settings come from `data.generate` (`test_samples`: rows generated, null = all).
-`runs=[<run a>,<run b>,...]` scores each run and then their ensemble on the same rows (lft.ensemble).
+`runs=[<run a>,<run b>,...]` scores each run and then their ensemble on the same rows (lft.evaluation.ensemble).
 """
 
 import copy
@@ -17,15 +17,15 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, open_dict
 
-from lft import CONFIG_DIR
-from lft.ensemble import check_members, classification_result, generation_result
-from lft.errors import ConfigError
-from lft.loggers import build_loggers
-from lft.models import load_tokenizer
-from lft.module import FineTuneModule
-from lft.report import append_row, format_table
-from lft.run_folder import load_run_config, load_trained_model
+from lft.config.errors import ConfigError
+from lft.config.paths import CONFIG_DIR
+from lft.evaluation.ensemble import check_members, classification_result, generation_result
+from lft.models.loading import load_tokenizer
+from lft.reports.results import append_row, format_table
+from lft.runs.folder import load_run_config, load_trained_model
 from lft.tasks import build_task
+from lft.training.loggers import build_loggers
+from lft.training.module import FineTuneModule
 
 log = logging.getLogger("lft")
 

@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 from peft import PeftModel
 from transformers import AutoConfig, AutoTokenizer
 
-from lft.errors import ConfigError
-from lft.run_folder import load_run_model, save_base_config
+from lft.config.errors import ConfigError
+from lft.runs.folder import load_run_model, save_base_config
 
 log = logging.getLogger("lft")
 DEFAULTS = {"run": None, "out": None, "merge": True, "force": False}

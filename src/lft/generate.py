@@ -17,12 +17,12 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from lft import CONFIG_DIR
+from lft.config.errors import ConfigError
+from lft.config.paths import CONFIG_DIR
 from lft.data.templates import PromptBuilder, Template, chat_enabled
-from lft.errors import ConfigError
-from lft.generation import Generator
-from lft.models import load_tokenizer
-from lft.run_folder import load_run_config, load_trained_model
+from lft.generation.generator import Generator
+from lft.models.loading import load_tokenizer
+from lft.runs.folder import load_run_config, load_trained_model
 from lft.tasks import build_task
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.preference import DpoTask

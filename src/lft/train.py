@@ -26,16 +26,15 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from lft import CONFIG_DIR
 from lft.callbacks import NonFiniteLossError
 from lft.callbacks.trial_pruning import PRUNED, trial_pruning
-from lft.checks import check_config
-from lft.errors import ConfigError
-from lft.loggers import build_loggers, finish_loggers, write_summary
-from lft.models import load_tokenizer
-from lft.module import FineTuneModule
-from lft.resources import peak_memory_mb, reset_peak_memory
-from lft.resume import (
+from lft.config.errors import ConfigError
+from lft.config.paths import CONFIG_DIR
+from lft.config.validate import check_config
+from lft.models.loading import load_tokenizer
+from lft.runs.folder import save_config, save_manifest, save_metrics, save_weights
+from lft.runs.memory import peak_memory_mb, reset_peak_memory
+from lft.runs.resume import (
     check_fresh_folder,
     check_resumable,
     data_only_checkpoints,
@@ -43,14 +42,15 @@ from lft.resume import (
     requeued,
     resume_config,
 )
-from lft.run_folder import save_config, save_manifest, save_metrics, save_weights
-from lft.run_targets import targets
-from lft.scale import compile_blocks
+from lft.runs.targets import targets
 from lft.speed.check import FidelityCheck
+from lft.speed.compile import compile_blocks
 from lft.strategies import apply_strategy, strategy_callbacks
 from lft.strategies.params import count_parameters
 from lft.tasks import build_task
-from lft.tune import tune_callbacks, tuned
+from lft.training.finders import tune_callbacks, tuned
+from lft.training.loggers import build_loggers, finish_loggers, write_summary
+from lft.training.module import FineTuneModule
 
 log = logging.getLogger("lft")
 EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_STOPPED = 2, 3, 143  # 143: the shell's code for a SIGTERM'd process

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 TYPES = ("float", "int", "categorical")
 PRIMITIVE = (type(None), bool, int, float, str)

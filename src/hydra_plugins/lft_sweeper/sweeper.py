@@ -20,7 +20,7 @@ from hydra.core.utils import JobStatus
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 from .space import Param, parse_space
 

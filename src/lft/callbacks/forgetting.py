@@ -17,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class ForgettingCheck(Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         """Load and encode every retention set before the first step (a set that does not load stops the run)."""
         from lft.data.mixture import data_config
-        from lft.models import load_tokenizer
+        from lft.models.loading import load_tokenizer
         from lft.tasks import build_task
 
         if self.sets or stage != "fit":

@@ -27,7 +27,7 @@ import resource
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lft.scale import transformer_blocks
+from lft.models.blocks import transformer_blocks
 
 M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 PEAK_MARGIN = 1.02

@@ -31,7 +31,7 @@ import re
 from datasets import DatasetDict
 from omegaconf import OmegaConf
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

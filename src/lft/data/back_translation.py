@@ -16,8 +16,8 @@ import logging
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lft import CONFIG_DIR
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
+from lft.config.paths import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ class BackTranslator:
     def __init__(self, augment_cfg):
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-        from lft.generation import Generator
-        from lft.models import is_encoder_decoder, load_pretrained, load_tokenizer
+        from lft.generation.generator import Generator
+        from lft.models.loading import is_encoder_decoder, load_pretrained, load_tokenizer
 
         model_cfg = model_config(augment_cfg.model)
         self.decoder_only = not is_encoder_decoder(model_cfg)

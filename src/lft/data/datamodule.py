@@ -4,7 +4,7 @@ Training batches come from ResumableBatchSampler (data/sampler.py): the order de
 epoch only, each process takes its slice, and a checkpoint records how far into the epoch training got
 (state_dict), so a resumed run sees exactly the batches an uninterrupted one would. The sampler also knows
 each row's labelled items (`row_items`: what the task's loss averages over), so the training step can weight
-its loss by tokens across accumulation and processes (lft/loss_weighting.py). Evaluation batches follow
+its loss by tokens across accumulation and processes (lft/training/loss_weighting.py). Evaluation batches follow
 the task's `eval_order` (generative tasks: rows to generate for first, by prompt length), else dataset order.
 """
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from datasets import Dataset, load_dataset
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 # File suffix (after stripping .gz) -> datasets builder and its options.
 FORMATS = {

@@ -12,7 +12,7 @@ response leave), and the run's config.yaml records the number used. On a model w
 text untruncated, except where a number is needed (preference pairs' data.max_length).
 """
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 # Their embeddings count positions from pad_token_id + 1 (fairseq's convention): 514 rows hold 512 tokens.
 PADDING_OFFSET_MODELS = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text",

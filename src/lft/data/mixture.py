@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lft import CONFIG_DIR
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
+from lft.config.paths import CONFIG_DIR
 
 SAMPLING = ("weights", "proportional", "temperature")
 

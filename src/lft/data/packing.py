@@ -12,7 +12,7 @@ attention honours this before training; models that do not are refused with a me
 
 import torch
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 IGNORE = -100
 

@@ -9,10 +9,10 @@ import logging
 
 from datasets import Dataset, DatasetDict
 
+from lft.config.errors import ConfigError
 from lft.data.sources import load_splits
 from lft.data.templates import Template, get_template
 from lft.data.values import MISSING, kind, text_to_text_columns
-from lft.errors import ConfigError
 
 log = logging.getLogger(__name__)
 LONG_TARGET_POLICIES = ("error", "truncate", "drop")

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from datasets import DatasetDict
 
+from lft.config.errors import ConfigError
 from lft.data.sources import load_splits, require_columns
 from lft.data.templates import chat_enabled
 from lft.data.values import preference_columns
-from lft.errors import ConfigError
 
 log = logging.getLogger(__name__)
 BAD_REASONS = {"empty": "empty prompt or answer", "identical": "identical answers",

@@ -10,7 +10,7 @@ One sampler serves every concern of the training loader:
 - other orders (e.g. task mixtures): pass `order`, a function (generator, epoch) -> row indices;
 - look-ahead for token weighting: since every process knows every global batch, `window_items` counts the
   labelled items (tokens, rows or pairs: `row_items`) of any run of global batches, all processes' rows
-  together, before the first of them trains (lft/loss_weighting.py).
+  together, before the first of them trains (lft/training/loss_weighting.py).
 """
 
 from collections.abc import Callable, Sequence

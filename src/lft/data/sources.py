@@ -5,9 +5,9 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
 
+from lft.config.errors import ConfigError
 from lft.data.files import FORMATS, read_data_file, suffix
 from lft.data.values import Column, check_values
-from lft.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ rendered text in the tokenizer's chat template (`data.chat_template: auto | true
 import string
 from dataclasses import dataclass
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 
 @dataclass(frozen=True)

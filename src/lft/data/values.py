@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, Value
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

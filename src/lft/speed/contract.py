@@ -61,33 +61,33 @@ class SpeedPath:
 
 PATHS = {p.name: p for p in (
     SpeedPath("lean_swiglu", BITWISE, "SwiGLU MLPs keep gate and up for backward, not silu(gate): bitwise the "
-              "stock loss and gradients", SWIGLU_DECODERS, "lft.lean_blocks"),
+              "stock loss and gradients", SWIGLU_DECODERS, "lft.speed.lean_blocks"),
     SpeedPath("one_mask_attention", BITWISE, "SDPA's additive mask made once per forward, not in every layer: "
-              "bitwise the stock loss and gradients", SDPA_MODELS, "lft.lean_blocks"),
+              "bitwise the stock loss and gradients", SDPA_MODELS, "lft.speed.lean_blocks"),
     SpeedPath("gqa_without_repeats", STOCK_ERROR, "grouped-query attention with a mask reads each key/value head "
               "for its query heads instead of repeated copies: the same loss, gradients to rounding (another "
-              "summation order over the heads a key/value head serves)", SWIGLU_DECODERS, "lft.lean_blocks",
+              "summation order over the heads a key/value head serves)", SWIGLU_DECODERS, "lft.speed.lean_blocks",
               cpu_only=True),
     SpeedPath("fast_dropout_masks", SAME_DISTRIBUTION, "dropout masks from 16-bit lanes of 64-bit draws: the "
               "same distribution as ATen's dropout (not the same draws); applies on CPU", SDPA_MODELS,
-              "lft.fast_dropout", cpu_only=True),
+              "lft.speed.dropout_masks", cpu_only=True),
     SpeedPath("fast_attention_dropout", BITWISE, "SDPA's math kernel step by step with a cheap mask: given the "
               "same mask, bitwise F.scaled_dot_product_attention's output and gradients, in fp32 and under bf16 "
               "autocast (tests/test_fast_dropout.py); its error against fp32 is the stock path's", SDPA_MODELS,
-              "lft.fast_dropout", cpu_only=True),
+              "lft.speed.dropout_masks", cpu_only=True),
     SpeedPath("adapter_dropout", BITWISE, "LoRA's lora_A(dropout(x)) as one step keeping a one-bit mask "
               "(DroppingLoraA): bitwise equal to peft's LoRA forward given the same mask", SDPA_MODELS,
-              "lft.strategies.adapter_dropout"),
+              "lft.speed.adapter_dropout"),
     SpeedPath("bf16_base_weights", BITWISE, "frozen base linear weights cast to bf16 once per fit under bf16 "
-              "autocast: bitwise autocast's numbers", SDPA_MODELS, "lft.strategies.bf16_base"),
+              "autocast: bitwise autocast's numbers", SDPA_MODELS, "lft.speed.bf16_base_weights"),
     SpeedPath("lean_loss", STOCK_ERROR, "the causal-LM loss projects only labelled positions, a chunk at a time, "
               "recomputed in backward: the mean next-token cross-entropy, to rounding in fp32 (another summation "
-              "order)", LINEAR_HEAD_DECODERS, "lft.losses.causal"),
+              "order)", LINEAR_HEAD_DECODERS, "lft.speed.lean_loss"),
     SpeedPath("prompt_states", STOCK_ERROR, "generation starts from the evaluation forward's keys/values or "
               "encoder states, not a second prefill: the prefill's logits to rounding (another matrix shape)",
-              GENERATORS, "lft.prompt_states"),
+              GENERATORS, "lft.generation.prompt_states"),
     SpeedPath("compile", STOCK_ERROR, "torch.compile of each transformer block (compile=true): inductor fuses "
-              "and reorders; within the stock path's error", frozenset({"LlamaForCausalLM"}), "lft.scale"),
+              "and reorders; within the stock path's error", frozenset({"LlamaForCausalLM"}), "lft.speed.compile"),
 )}
 
 

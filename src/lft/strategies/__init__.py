@@ -11,10 +11,10 @@ import logging
 from peft import PeftModel
 from torch import nn
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
+from lft.speed.bf16_base_weights import Bf16BaseWeights
 from lft.strategies import distill, freeze, full, peft_family
 from lft.strategies.adalora_budget import AdaLoraBudget, rank_allocator
-from lft.strategies.bf16_base import Bf16BaseWeights
 from lft.strategies.params import count_parameters
 
 log = logging.getLogger(__name__)

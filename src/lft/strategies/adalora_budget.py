@@ -6,7 +6,7 @@ and reallocates ranks from each step's gradients: after the optimizer step, befo
 
 from lightning.pytorch.callbacks import Callback
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 PLACEHOLDER_STEPS = 1_000_000  # peft_family builds AdaLoRA with this until on_fit_start knows the real count
 

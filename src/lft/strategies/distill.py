@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from peft import PeftModel
 from transformers import AutoConfig, AutoTokenizer
 
-from lft.errors import ConfigError
-from lft.models import is_quantized, resolve_model_path
-from lft.run_folder import load_run_model, model_class
-from lft.strategies.freeze import find_layers
+from lft.config.errors import ConfigError
+from lft.models.blocks import block_list
+from lft.models.loading import is_quantized, resolve_model_path
+from lft.runs.folder import load_run_model, model_class
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def student_from_teacher(teacher, step: int):
     if isinstance(teacher, PeftModel) or is_quantized(teacher):
         raise ConfigError("strategy.student_layer_step: needs a full-precision teacher with merged weights; "
                           "give model=<smaller model> instead.")
-    layers_name, layers = find_layers(teacher)
+    layers_name, layers = block_list(teacher)
     keep = list(range(step - 1, len(layers), step))  # e.g. 6 layers, step 2 -> layers 1, 3, 5
     if step < 2 or not keep:
         raise ConfigError(f"strategy.student_layer_step={step}: use 2..{len(layers)} "

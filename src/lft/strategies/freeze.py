@@ -2,7 +2,8 @@
 
 from torch import nn
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
+from lft.models.blocks import block_list
 from lft.strategies.params import set_trainable, under
 
 
@@ -13,7 +14,7 @@ def apply(model, cfg, task):
             raise ConfigError(f"strategy.head_only: this {task.name} model has no separate head to train.")
         set_trainable(model, heads)
         return model, task
-    layers_name, layers = find_layers(model)
+    layers_name, layers = block_list(model)
     n = cfg.get("freeze_bottom_layers") or 0
     if not 0 <= n <= len(layers):
         raise ConfigError(f"strategy.freeze_bottom_layers={n}: the model has {len(layers)} layers; use 0..{len(layers)}.")
@@ -23,14 +24,6 @@ def apply(model, cfg, task):
     for name, param in model.named_parameters():
         param.requires_grad_(not under(name, frozen))
     return model, task
-
-
-def find_layers(model) -> tuple[str, nn.ModuleList]:
-    """The transformer block list: the largest ModuleList (encoder.layer, layers, h, block)."""
-    lists = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) > 0]
-    if not lists:
-        raise ConfigError(f"strategy=freeze: found no layer list in {type(model).__name__}.")
-    return max(lists, key=lambda item: len(item[1]))
 
 
 def embedding_modules(model) -> list[str]:

@@ -7,7 +7,7 @@ from peft import LoraConfig
 from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
 from torch import nn
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 # Attention query/value projections per architecture; peft's table covers most, these fill its gaps.
 EXTRA_DEFAULTS = {"distilbert": ["q_lin", "v_lin"]}

@@ -18,11 +18,11 @@ from peft.utils import TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING as 
 from peft.utils import TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as IA3_FEEDFORWARD
 from peft.utils import TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as IA3_DEFAULTS
 
-from lft.errors import ConfigError
-from lft.models import is_quantized
+from lft.config.errors import ConfigError
+from lft.models.loading import is_quantized
+from lft.speed.adapter_dropout import use_adapter_dropout
 from lft.speed.contract import applies, mark
 from lft.strategies.adalora_budget import PLACEHOLDER_STEPS
-from lft.strategies.adapter_dropout import use_adapter_dropout
 from lft.strategies.lora import check_target_modules, lora_config, peft_common, target_modules
 
 # Tasks peft's prompt learning (virtual tokens) has a model class for.

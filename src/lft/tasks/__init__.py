@@ -12,7 +12,7 @@ Every task offers the same small surface, used by train() and the Lightning modu
   metrics() -> torchmetrics.MetricCollection
   loss(model, batch) -> Tensor                   training loss: a mean over the batch's labelled items
   items(batch) -> int | Tensor                   those items (tokens, rows or pairs); the datamodule's
-                                                 `row_items` counts them per row (lft/loss_weighting.py)
+                                                 `row_items` counts them per row (lft/training/loss_weighting.py)
   evaluate(model, batch, metrics) -> Tensor      validation/test loss; updates metrics
   take_samples() -> list[dict]                   (generative tasks) rows generated since the last call
 
@@ -27,9 +27,9 @@ Every task offers the same small surface, used by train() and the Lightning modu
 So one data config (e.g. `dialogsum`) trains flan-T5 and SmolLM2 alike; decoders read the same template.
 """
 
+from lft.config.errors import ConfigError
 from lft.data.augment import check_augment, is_on
 from lft.data.lengths import fit_lengths
-from lft.errors import ConfigError
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.classification import ClassificationTask
 from lft.tasks.preference import DpoTask, RewardTask
@@ -56,7 +56,7 @@ def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data"):
     else:
         task = TASKS[name](data_cfg)
     if model_cfg is not None:
-        from lft.models import load_config
+        from lft.models.loading import load_config
 
         fit_lengths(data_cfg, load_config(model_cfg), model_cfg.name_or_path, prefix)
     if is_on(augment):
@@ -70,7 +70,7 @@ def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data"):
 
 
 def _generative_task(name: str, data_cfg, model_cfg):
-    from lft.models import is_encoder_decoder
+    from lft.models.loading import is_encoder_decoder
 
     encoder_decoder = is_encoder_decoder(model_cfg)
     if name == "causal_lm" and encoder_decoder:

@@ -17,6 +17,7 @@ from datasets import DatasetDict
 from torch import nn
 from transformers import AutoModelForCausalLM
 
+from lft.config.errors import ConfigError
 from lft.data.augment import augment_train
 from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule, labelled_tokens
@@ -32,8 +33,7 @@ from lft.data.pairs import (
 from lft.data.sources import load_splits, require_columns
 from lft.data.templates import PromptBuilder, chat_enabled, get_template
 from lft.data.values import raw_text_columns
-from lft.errors import ConfigError
-from lft.generation import (
+from lft.generation.generator import (
     EvalCollator,
     Generator,
     evaluate_text,
@@ -41,8 +41,8 @@ from lft.generation import (
     split_fields,
     text_metrics,
 )
-from lft.losses.causal import causal_lm_loss
-from lft.models import load_pretrained
+from lft.models.loading import load_pretrained
+from lft.speed.lean_loss import causal_lm_loss
 from lft.tasks.seq2seq import gen_limit, source_columns
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class CausalLMTask:
                              chat=chat_enabled(cfg.get("chat_template", "auto"), tokenizer), decoder=True)
 
     def _tokenize(self, tokenizer, seed: int) -> tuple[DatasetDict, dict]:
-        """(encoded splits, {"stats": ...}); raw text is never augmented (lft.checks refuses it)."""
+        """(encoded splits, {"stats": ...}); raw text is never augmented (lft.config.validate refuses it)."""
         return (self._encode_raw(tokenizer, seed), {}) if self.raw_text else self._encode_prompts(tokenizer, seed)
 
     def _encode_prompts(self, tokenizer, seed: int) -> tuple[DatasetDict, dict]:

@@ -9,13 +9,13 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
+from lft.config.errors import ConfigError
 from lft.data.augment import augment_train
 from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule
 from lft.data.sources import load_splits, require_columns
 from lft.data.values import classification_columns
-from lft.errors import ConfigError
-from lft.models import load_pretrained
+from lft.models.loading import load_pretrained
 
 log = logging.getLogger(__name__)
 

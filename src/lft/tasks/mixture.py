@@ -16,10 +16,10 @@ import torch
 from datasets import Dataset, DatasetDict, Features, concatenate_datasets
 from torchmetrics import MeanMetric
 
+from lft.config.errors import ConfigError
 from lft.data.datamodule import EncodedDataModule
 from lft.data.mixture import member_configs, member_counts, mixing_probabilities, mixture_order
-from lft.errors import ConfigError
-from lft.metrics import collection
+from lft.evaluation.metrics import collection
 
 log = logging.getLogger(__name__)
 TRAIN_COLUMNS = ("input_ids", "attention_mask", "labels")

@@ -26,11 +26,11 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+from lft.config.errors import ConfigError
 from lft.data.cache import cached_encoding
 from lft.data.datamodule import EncodedDataModule
 from lft.data.preference import PairEncoder, encode_pairs, load_preference_splits, parse_turns
 from lft.data.templates import chat_enabled
-from lft.errors import ConfigError
 from lft.losses.preference import (
     DPO_LOSSES,
     LENGTH_NORMALIZED,
@@ -40,7 +40,7 @@ from lft.losses.preference import (
     pair_accuracy,
     sequence_logps,
 )
-from lft.models import is_encoder_decoder, load_pretrained
+from lft.models.loading import is_encoder_decoder, load_pretrained
 from lft.tasks.classification import ClassificationTask, replace_head
 
 log = logging.getLogger(__name__)
@@ -271,7 +271,7 @@ class DpoTask(_PairTask):
 def reference_config(model_cfg, override=None):
     """The DPO reference's model config: `override` (a folder or Hub id), else the base an lft run started from
     (when `model_cfg` points at a run's model/ folder, as lft.evaluate does for full fine-tunes), else model_cfg."""
-    from lft.run_folder import load_run_config
+    from lft.runs.folder import load_run_config
 
     if override:
         return OmegaConf.merge(model_cfg, {"name_or_path": str(override), "gguf_file": None})

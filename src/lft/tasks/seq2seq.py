@@ -23,7 +23,7 @@ from lft.data.pairs import (
     row_target,
 )
 from lft.data.templates import PromptBuilder, get_template
-from lft.generation import (
+from lft.generation.generator import (
     EvalCollator,
     Generator,
     evaluate_text,
@@ -31,7 +31,7 @@ from lft.generation import (
     split_fields,
     text_metrics,
 )
-from lft.models import load_pretrained
+from lft.models.loading import load_pretrained
 
 
 class Seq2SeqTask:

@@ -3,8 +3,8 @@
 Generation is slow (one forward pass per new token), so evaluation generates only for rows flagged `generate`
 when the data was encoded: the first `data.generate.val_samples` validation rows and `test_samples` test rows.
 Evaluation batches come in `generation_order` (flagged rows first, longest prompt first), so a batch's prompts
-have similar lengths; generation starts from the prompt states the loss forward computed (lft.prompt_states),
-and the weights are bf16 while generating where that is fast (`data.generate.bf16`, lft.precision).
+have similar lengths; generation starts from the prompt states the loss forward computed (lft.generation.prompt_states),
+and the weights are bf16 while generating where that is fast (`data.generate.bf16`, lft.speed.precision).
 """
 
 from collections.abc import Callable
@@ -14,17 +14,17 @@ from functools import partial
 import torch
 from transformers import DataCollatorForSeq2Seq
 
-from lft.errors import ConfigError
-from lft.losses.causal import causal_lm_forward
-from lft.metrics import (
+from lft.config.errors import ConfigError
+from lft.evaluation.metrics import (
     GENERATION_METRICS,
     collection,
     generation_metrics,
     perplexity_metrics,
     update_generation,
 )
-from lft.precision import bf16_weights, fast_bf16
-from lft.prompt_states import PromptStates
+from lft.generation.prompt_states import PromptStates
+from lft.speed.lean_loss import causal_lm_forward
+from lft.speed.precision import bf16_weights, fast_bf16
 
 # Row fields that ride along in evaluation batches but are not model inputs.
 EVAL_FIELDS = ("generate", "references", "prompt_length", "row")

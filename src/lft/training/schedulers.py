@@ -3,7 +3,7 @@
 import math
 from collections.abc import Callable
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 SCHEDULES = ("constant", "linear", "cosine", "step", "exponential")
 

@@ -44,7 +44,7 @@ def causal_lm_loss(model, inputs: dict) -> torch.Tensor:
 def causal_lm_forward(model, inputs: dict, use_cache: bool = False) -> tuple[torch.Tensor, object]:
     """(causal_lm_loss, the forward's key/value cache or None).
 
-    use_cache: evaluation keeps the keys and values, so generation can start from the prompts' (lft.prompt_states).
+    use_cache: evaluation keeps the keys and values, so generation can start from the prompts' (lft.generation.prompt_states).
     Training never does: with a cache, transformers ignores packed documents' position ids.
     """
     parts = lm_parts(model)

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import torch
 
-from lft.models import is_quantized
+from lft.models.loading import is_quantized
 
 
 def fast_bf16(device: torch.device | None = None) -> bool:

@@ -16,10 +16,10 @@ import inspect
 from hydra._internal.utils import _locate  # how instantiate resolves _target_ (get_object also logs errors)
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 PACKAGES = ("lightning", "lft", "torch.optim")
-SHIPPED_FUNCTIONS = frozenset({"lft.scale.deepspeed", "lft.scale.fsdp"})  # trainer.strategy of fsdp, deepspeed_*
+SHIPPED_FUNCTIONS = frozenset({"lft.training.engines.deepspeed", "lft.training.engines.fsdp"})  # trainer.strategy of fsdp, deepspeed_*
 
 
 def targets(cfg) -> dict[str, str]:

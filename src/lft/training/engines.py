@@ -7,8 +7,8 @@ import importlib.util
 
 from lightning.pytorch.strategies import FSDPStrategy
 
-from lft.errors import ConfigError
-from lft.speed.contract import applies, mark
+from lft.config.errors import ConfigError
+from lft.models.blocks import block_names
 
 
 class TransformerBlocks:
@@ -23,31 +23,6 @@ class TransformerBlocks:
             self.names = self.names or block_names(module)
             return True
         return type(module).__name__ in self.names
-
-
-def block_names(model) -> set[str]:
-    """Class names of the model's repeated blocks (its `_no_split_modules`, e.g. LlamaDecoderLayer, BertLayer)."""
-    return {name for sub in model.modules() for name in (getattr(sub, "_no_split_modules", None) or [])}
-
-
-def transformer_blocks(model) -> list:
-    """The model's repeated blocks: the unit FSDP wraps and `compile=true` compiles."""
-    names = block_names(model)
-    return [m for m in model.modules() if type(m).__name__ in names]
-
-
-def compile_blocks(model) -> int:
-    """torch.compile each transformer block in place (regional compilation): one compilation serves every layer
-    of the same shape, so it starts in seconds rather than compiling the whole model, and peft's wrappers and
-    the loss stay plain Python. Returns the number of blocks compiled: none for a model class the fidelity
-    contract (lft/speed/contract.py) does not list, which runs uncompiled."""
-    blocks = transformer_blocks(model)
-    if not blocks or not applies("compile", model):
-        return 0
-    for block in blocks:
-        block.compile()
-    mark(model, "compile")
-    return len(blocks)
 
 
 def fsdp(wrap_blocks: list[str] | None = None, **kwargs) -> FSDPStrategy:

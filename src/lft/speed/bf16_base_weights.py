@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
 from torch import nn
 
-from lft.models import is_quantized
+from lft.models.loading import is_quantized
 from lft.speed.contract import applies, mark
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from lightning.pytorch.utilities import rank_zero_only
 
-from lft.errors import ConfigError
-from lft.resume import check_fresh_folder, requeued
+from lft.config.errors import ConfigError
+from lft.runs.resume import check_fresh_folder, requeued
 
 
 class RunFolderGuard(Callback):

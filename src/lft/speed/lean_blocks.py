@@ -33,7 +33,7 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from lft import fast_dropout
+from lft.speed import dropout_masks
 from lft.speed.contract import applies, mark
 
 LEAN_ATTENTION = "lft_sdpa"  # contains "sdpa": transformers checks a model supports SDPA before taking it
@@ -100,8 +100,8 @@ def lean_attention(module, query, key, value, attention_mask, **kwargs):
     attention without repeated key/value heads, and attention dropout from cheaper masks where the model's
     dropouts are fast_dropout's."""
     on_cpu = query.device.type == "cpu"
-    if kwargs.get("dropout", 0) > 0 and on_cpu and fast_dropout.drops_fast(module) and _plain(kwargs):
-        return fast_dropout.attention(module, query, key, value, attention_mask, **kwargs)
+    if kwargs.get("dropout", 0) > 0 and on_cpu and dropout_masks.drops_fast(module) and _plain(kwargs):
+        return dropout_masks.attention(module, query, key, value, attention_mask, **kwargs)
     if (on_cpu and getattr(module, "num_key_value_groups", 1) > 1 and query.shape[2] == key.shape[2] > 1
             and _plain(kwargs) and not kwargs.get("output_attentions")):
         return _sdpa_gqa(module, query, key, value, attention_mask, **kwargs)

@@ -4,12 +4,12 @@ from functools import cache
 
 import torch
 
-from lft.config_schema import check_schema
+from lft.config.errors import ConfigError
+from lft.config.schema import check_schema
 from lft.data.augment import check_augment
-from lft.errors import ConfigError
-from lft.scale import check_engine
-from lft.schedulers import lr_lambda
-from lft.tune import check_tune
+from lft.training.engines import check_engine
+from lft.training.finders import check_tune
+from lft.training.schedulers import lr_lambda
 
 GPU_ONLY_PRECISION = ("16-mixed", "16-true")
 GENERATED_METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu")

@@ -112,7 +112,7 @@ def plot_params(rows: list[dict], varying: list[str], key: str, lower: bool, out
     varying = [k for k in varying if len({r["overrides"][k] for r in rows if k in r["overrides"]}) > 1]
     if not varying:
         return None
-    from lft.report import short_keys, short_value
+    from lft.reports.labels import short_keys, short_value
 
     short = short_keys(varying)
     ncols = min(3, len(varying))

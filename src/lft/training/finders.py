@@ -21,9 +21,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.seed import isolate_rng
 from omegaconf import OmegaConf, open_dict
 
-from lft import CONFIG_DIR
-from lft.errors import ConfigError
-from lft.run_folder import save_config
+from lft.config.errors import ConfigError
+from lft.config.paths import CONFIG_DIR
+from lft.runs.folder import save_config
 
 log = logging.getLogger("lft")
 LR_PLOT = "lr_find.png"

@@ -17,8 +17,8 @@ from functools import cache
 from hydra.utils import get_class
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lft import CONFIG_DIR
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
+from lft.config.paths import CONFIG_DIR
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ SETTINGS = [
     Setting("strategy.dropout", number(0, 1), "0.1"),
     Setting("strategy.freeze_bottom_layers", integer(0) | NULL, "4"),
     Setting("strategy.num_virtual_tokens", integer(1), "20"),
-    # finders run when fit starts (tune block of conf/train.yaml, lft/tune.py)
+    # finders run when fit starts (tune block of conf/train.yaml, lft/training/finders.py)
     Setting("tune.batch_size", one_of("auto") | NULL, "auto"),
     Setting("tune.max_batch_size", integer(1), "256"),
     Setting("tune.mode", one_of("power", "binsearch"), "binsearch"),

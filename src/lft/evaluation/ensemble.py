@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from rouge_score import rouge_scorer
 
-from lft.errors import ConfigError
-from lft.run_folder import load_run_config
+from lft.config.errors import ConfigError
+from lft.runs.folder import load_run_config
 
 SUPPORTED = ("classification", "seq2seq", "causal_lm")
 
@@ -108,7 +108,7 @@ def classification_result(task, logits: list[torch.Tensor], labels: list[torch.T
 
 def generation_result(task, samples: list[list[dict]]) -> tuple[dict, list[dict]]:
     """Ensemble metrics and predictions from each member's generated test rows (MBR selection per row)."""
-    from lft.metrics import update_generation
+    from lft.evaluation.metrics import update_generation
 
     rows = [{s["row"]: s for s in member} for member in samples]
     common = sorted(set(rows[0]).intersection(*rows[1:]))

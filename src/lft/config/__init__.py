@@ -1,0 +1,1 @@
+"""Config: the schema of every key, one validation, composing configs."""

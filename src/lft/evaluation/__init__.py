@@ -1,0 +1,1 @@
+"""Metrics and ensembles of finished runs."""

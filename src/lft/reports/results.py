@@ -1,0 +1,56 @@
+"""The results file `lft.evaluate out=...` appends rows to, and its table (with Wilson intervals)."""
+
+import json
+import math
+from pathlib import Path
+
+# Fractions shown as points (x100), as papers report ROUGE and BLEU.
+POINTS = ("rouge1", "rouge2", "rougeL", "bleu", "accuracy", "f1", "preference_accuracy", "logp_accuracy")
+
+
+FIRST = ("name", "rows", "rouge1", "rouge2", "rougeL", "bleu", "perplexity", "loss", "accuracy", "f1",
+         "preference_accuracy", "logp_accuracy", "reward_margin", "seconds")
+
+
+# Pairwise accuracies get a 95% Wilson interval over the row's `rows` pairs (shown in points, after the value).
+INTERVALS = ("preference_accuracy", "logp_accuracy")
+
+
+def wilson_interval(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion p observed on n trials."""
+    if n <= 0:
+        return math.nan, math.nan
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+def read_rows(path) -> list[dict]:
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() and path.stat().st_size else []
+
+
+def append_row(path, row: dict) -> list[dict]:
+    rows = [r for r in read_rows(path) if r.get("name") != row.get("name")] + [row]  # re-running replaces a row
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """A Markdown table over the metric columns the rows share."""
+    columns = [c for c in FIRST if any(c in r for r in rows)]
+
+    def cell(row, column):
+        value = row.get(column, "")
+        if column in INTERVALS and isinstance(value, float) and row.get("rows"):
+            low, high = wilson_interval(value, int(row["rows"]))
+            return f"{100 * value:.2f} [{100 * low:.1f}, {100 * high:.1f}]"
+        if isinstance(value, float):
+            return f"{100 * value:.2f}" if column in POINTS else f"{value:.3f}" if column != "seconds" else f"{value:.0f}"
+        return str(value)
+
+    header = [f"{c} (x100, 95% CI)" if c in INTERVALS else f"{c} (x100)" if c in POINTS else c for c in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""A run's folder: its layout, resume, the fresh-folder guard, what a run cost."""

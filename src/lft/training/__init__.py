@@ -1,0 +1,1 @@
+"""The LightningModule and what a fit needs: schedules, loss weighting, loggers, finders, engines."""
