@@ -327,7 +327,7 @@ def test_dpo_with_qlora_learns_over_seeds(make_cfg, tiny_llama_64, toy_pairs, ma
     Seeds change the data order and the dropout draws, not the tiny model (fixed in conftest). Run with `-s` to
     see both arms' margins (bench/README.md has a run)."""
     from lft.config.validate import bitsandbytes_problem
-    from lft.strategies import adapter_dropout
+    from lft.speed import adapter_dropout
 
     if bitsandbytes_problem(4):
         pytest.skip(f"bitsandbytes cannot run here: {bitsandbytes_problem(4)}")
