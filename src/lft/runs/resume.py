@@ -15,13 +15,14 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lft.config.errors import ConfigError
+from lft.runs import layout
 from lft.runs.targets import check_run_targets
 
 # Keys a resume may change: train longer, and how progress is shown or checkpoints are kept.
 RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.enable_progress_bar",
                   "trainer.log_every_n_steps", "callbacks.last_checkpoint.every_n_steps")
 # Files that make a folder an lft run: train() never writes into one unless resuming it.
-RUN_MARKERS = ("config.yaml", "metrics.json", "checkpoints")
+RUN_MARKERS = (layout.CONFIG, layout.METRICS, layout.CHECKPOINTS)
 
 
 def requeued(run_dir) -> bool:
@@ -41,11 +42,11 @@ def check_fresh_folder(run_dir: Path) -> None:
 
 
 def last_checkpoint(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints" / "last.ckpt"
+    return Path(run_dir) / layout.CHECKPOINTS / layout.LAST_CHECKPOINT
 
 
 def check_resumable(run: Path) -> None:
-    if not (run / "config.yaml").is_file():
+    if not (run / layout.CONFIG).is_file():
         raise ConfigError(f"resume={run}: not an lft run folder (no config.yaml); pass the folder a "
                           "`python -m lft.train` run printed as its run folder.")
     if not last_checkpoint(run).exists():
@@ -73,10 +74,10 @@ def resume_config(run_dir: str, overrides: list[str], trusted=()) -> DictConfig:
     """
     run = Path(run_dir)
     check_resumable(run)
-    if (run / "metrics.json").exists() and not _trains_longer(overrides):
+    if (run / layout.METRICS).exists() and not _trains_longer(overrides):
         raise ConfigError(f"resume={run_dir}: the run already finished (metrics.json); to train it further, "
                           "raise trainer.max_epochs or trainer.max_steps.")
-    cfg = OmegaConf.load(run / "config.yaml")
+    cfg = OmegaConf.load(run / layout.CONFIG)
     check_run_targets(cfg, f"resume={run_dir}", trusted)  # the folder's own trust_targets count for nothing
     _repoint(cfg, str(cfg.paths.output_dir), str(run.resolve()))  # absolute, as in the run it continues
     for override in overrides:

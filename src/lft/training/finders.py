@@ -24,9 +24,9 @@ from omegaconf import OmegaConf, open_dict
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
 from lft.runs.folder import save_config
+from lft.runs.layout import LR_PLOT
 
 log = logging.getLogger("lft")
-LR_PLOT = "lr_find.png"
 # LearningRateFinder.suggestion() skips the first 10 and the last loss and needs 2 more to take a gradient.
 MIN_LR_STEPS = 13
 
