@@ -1,4 +1,5 @@
-"""What a run leaves behind: resolved config, metrics, manifest, and the trained weights in Hugging Face format."""
+"""What a run leaves behind: resolved config, metrics, manifest, and the trained weights in Hugging Face format;
+and the check, before anything loads, that its folder can take them."""
 
 import json
 import platform
@@ -7,14 +8,34 @@ from importlib.metadata import version
 from pathlib import Path
 
 import transformers
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from peft import PeftConfig, PeftModel
 from transformers import AutoConfig, BitsAndBytesConfig
 
 from lft.config.errors import ConfigError
 from lft.runs import layout
+from lft.runs.resume import check_fresh_folder, check_resumable
 
 PACKAGES = ("torch", "lightning", "transformers", "peft", "datasets", "torchmetrics", "hydra-core")
+
+
+def prepare_run_folder(run_dir: Path, resume) -> None:
+    """Refuse an unwritable folder or one holding another run, before any data or weights load."""
+    if rank_zero_only.rank != 0:  # DDP's other ranks start later, in the folder rank 0 prepared
+        return
+    if resume:
+        check_resumable(Path(resume))
+    else:
+        check_fresh_folder(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"The run folder {run_dir} cannot be written ({err.strerror}); set hydra.run.dir "
+                          "(or paths.log_dir) to a writable place.") from None
 
 
 def save_config(cfg, run_dir: Path) -> None:
