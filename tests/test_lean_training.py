@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import AttentionInterface, LlamaConfig, LlamaForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-import lft.train
+import lft.training.fit
 from lft.speed.bf16_base_weights import Bf16BaseWeights
 from lft.speed.lean_blocks import LEAN_ATTENTION, use_lean_blocks
 from lft.strategies import strategy_callbacks
@@ -76,7 +76,7 @@ def _lora_run(make_cfg, tiny_llama, pairs_data, out, monkeypatch, base_in_bf16: 
     cfg = make_cfg("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={tiny_llama}", "strategy=lora",
                    "trainer.precision=bf16-mixed", "test=false", out=out)
     dtypes = _Dtypes()
-    monkeypatch.setattr(lft.train, "strategy_callbacks", lambda model: [
+    monkeypatch.setattr(lft.training.fit, "strategy_callbacks", lambda model: [
         *(c for c in strategy_callbacks(model) if base_in_bf16 or not isinstance(c, Bf16BaseWeights)), dtypes])
     metrics = train(cfg)
     return metrics, dtypes.seen, load_file(f"{metrics['weights_dir']}/adapter_model.safetensors")

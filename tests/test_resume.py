@@ -342,7 +342,7 @@ def test_resume_refuses_a_foreign_target_before_anything_loads(tmp_path, make_cf
 
 @pytest.mark.parametrize("node", [
     {"callbacks.browse": {"_target_": "webbrowser.open", "url": "https://example.com"}},
-    {"forgetting": {"_target_": "lft.train.os.system", "_args_": ["touch x"]}},  # os, reached through lft
+    {"forgetting": {"_target_": "lft.runs.resume.os.system", "_args_": ["touch x"]}},  # os, reached through lft
     {"trainer.plugins": [{"_target_": "lightning.fabric.utilities.cloud_io._atomic_save"}]},  # private helper
     {"logger.save": {"_target_": "lft.runs.folder.save_metrics"}},  # lft, but a function no config names
 ], ids=["webbrowser", "os-through-lft", "private", "lft-function"])

@@ -21,13 +21,13 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
 from lft.config.errors import ConfigError
+from lft.runs.layout import FAILED, METRICS, SWEEP_BEST, SWEEP_JOURNAL
 
 from .space import Param, parse_space
 
 log = logging.getLogger(__name__)
 SAMPLERS = ("random", "tpe")
 DIRECTIONS = {"max": "maximize", "maximize": "maximize", "min": "minimize", "minimize": "minimize"}
-BEST_FILE, JOURNAL_FILE = "best.json", "study.journal"
 PRUNED = "TrialPruned"  # the type a pruned job's failed.json records (lft/callbacks/trial_pruning.py)
 
 
@@ -76,7 +76,7 @@ class LftSweeper(Sweeper):
 
     @property
     def journal(self) -> Path:
-        return Path(str(self.storage_path)).absolute() if self.storage_path else self.sweep_dir / JOURNAL_FILE
+        return Path(str(self.storage_path)).absolute() if self.storage_path else self.sweep_dir / SWEEP_JOURNAL
 
     @property
     def metric(self) -> str:
@@ -240,7 +240,7 @@ class LftSweeper(Sweeper):
                               "job_dir": best.user_attrs.get("job_dir"),
                               "overrides": best.user_attrs.get("overrides")},
         }
-        path = self.sweep_dir / BEST_FILE
+        path = self.sweep_dir / SWEEP_BEST
         path.write_text(json.dumps(summary, indent=2))
         return path
 
@@ -288,7 +288,7 @@ def consecutive(launch: list) -> list[list]:
 
 def job_error(job_dir: Path | None) -> str | None:
     try:
-        failure = json.loads((job_dir / "failed.json").read_text())
+        failure = json.loads((job_dir / FAILED).read_text())
         return f"{failure['type']}: {failure['error']}"
     except (OSError, TypeError, ValueError, KeyError):
         return None
@@ -296,7 +296,7 @@ def job_error(job_dir: Path | None) -> str | None:
 
 def finished_value(job_dir: Path, metric: str) -> float | None:
     try:
-        value = float(json.loads((job_dir / "metrics.json").read_text())[metric])
+        value = float(json.loads((job_dir / METRICS).read_text())[metric])
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return value if math.isfinite(value) else None
@@ -304,8 +304,8 @@ def finished_value(job_dir: Path, metric: str) -> float | None:
 
 def mark_interrupted(job_dir: Path) -> None:
     """failed.json in an interrupted job's folder, so `lft.report` lists it as failed rather than running."""
-    if job_dir.is_dir() and not (job_dir / "failed.json").exists():
-        (job_dir / "failed.json").write_text(json.dumps(
+    if job_dir.is_dir() and not (job_dir / FAILED).exists():
+        (job_dir / FAILED).write_text(json.dumps(
             {"error": "the search was stopped while this job ran; the resumed search replaced it",
              "type": "Interrupted", "traceback": ""}, indent=2))
 

@@ -1,4 +1,5 @@
-"""Lightning callbacks lft adds to every run (conf/callbacks/default.yaml): each one concern."""
+"""lft's Lightning callbacks, each one concern: those conf/callbacks/*.yaml name (exported here), and those train()
+adds as a run needs them (finders, fidelity_check, trial_pruning) or a config group names (forgetting)."""
 
 from lft.callbacks.checkpoints import AtomicModelCheckpoint, LastCheckpoint
 from lft.callbacks.finite_loss import FiniteLossGuard, NonFiniteLossError

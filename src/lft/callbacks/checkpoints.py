@@ -22,6 +22,8 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from lft.runs.layout import LAST_CHECKPOINT
+
 log = logging.getLogger("lft")
 
 
@@ -72,7 +74,7 @@ class AtomicModelCheckpoint(ModelCheckpoint):
 
 class LastCheckpoint(Checkpoint):
     def __init__(self, dirpath: str, every_n_steps: int = 50, on_validation: bool = True, on_preemption: bool = True):
-        self.path = Path(dirpath) / "last.ckpt"
+        self.path = Path(dirpath) / LAST_CHECKPOINT
         self.every_n_steps = every_n_steps
         self.on_validation = on_validation
         self.on_preemption = on_preemption

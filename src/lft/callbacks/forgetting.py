@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 
 from lft.config.errors import ConfigError
+from lft.runs.layout import FORGETTING
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class ForgettingCheck(Callback):
         for logger in trainer.loggers:
             logger.log_metrics(flat, step=trainer.global_step)
         if trainer.is_global_zero and self.output_dir is not None:
-            (self.output_dir / "forgetting.json").write_text(json.dumps(self.report, indent=2))
+            (self.output_dir / FORGETTING).write_text(json.dumps(self.report, indent=2))
         log.info("Retention (before -> after): %s", {n: {m: (e["before"], e["after"]) for m, e in s.items()}
                                                      for n, s in self.report.items()})
 

@@ -8,13 +8,14 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from lft.config.paths import ASSETS
+from lft.runs.layout import RESUMES
 
 
 def run_dir(resume, fresh: str) -> str:
     """A resume logs into <run>/resumes/<time>, so the run's own files (and .hydra/) are never replaced.
     A SLURM job's run is named after the job, so a requeued job finds its own folder and continues it."""
     if resume:
-        return f"{resume}/resumes/{datetime.now():%Y-%m-%d_%H-%M-%S}"
+        return f"{resume}/{RESUMES}/{datetime.now():%Y-%m-%d_%H-%M-%S}"
     job = os.environ.get("SLURM_ARRAY_JOB_ID") and f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
     job = job or os.environ.get("SLURM_JOB_ID")
     return str(Path(fresh).parent / f"slurm-{job}") if job else fresh

@@ -178,7 +178,7 @@ SETTINGS = [
     Setting("strategy.dropout", number(0, 1), "0.1"),
     Setting("strategy.freeze_bottom_layers", integer(0) | NULL, "4"),
     Setting("strategy.num_virtual_tokens", integer(1), "20"),
-    # finders run when fit starts (tune block of conf/train.yaml, lft/training/finders.py)
+    # finders run when fit starts (tune block of conf/train.yaml, lft/callbacks/finders.py)
     Setting("tune.batch_size", one_of("auto") | NULL, "auto"),
     Setting("tune.max_batch_size", integer(1), "256"),
     Setting("tune.mode", one_of("power", "binsearch"), "binsearch"),

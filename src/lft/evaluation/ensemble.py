@@ -11,13 +11,13 @@ from the runs' config.yaml and saved model config, before any weights load.
 """
 
 import json
-from pathlib import Path
 
 import torch
 from rouge_score import rouge_scorer
 
 from lft.config.errors import ConfigError
 from lft.runs.folder import load_run_config
+from lft.runs.layout import weights_folder
 
 SUPPORTED = ("classification", "seq2seq", "causal_lm")
 
@@ -47,11 +47,9 @@ def mbr_select(candidates: list[str]) -> int:
 
 def saved_model_config(run) -> dict:
     """The config.json saved with a run's weights (model/ or the base config beside adapter/), {} if none."""
-    for sub in ("model", "adapter"):
-        path = Path(run) / sub / "config.json"
-        if path.is_file():
-            return json.loads(path.read_text())
-    return {}
+    folder = weights_folder(run)
+    path = folder and folder / "config.json"
+    return json.loads(path.read_text()) if path and path.is_file() else {}
 
 
 def member_labels(run) -> list[str] | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from lft.reports.labels import label_rows
-from lft.runs.layout import FAILED as FAILED_FILE
+from lft.runs import layout
 
 LOWER_IS_BETTER = ("loss", "perplexity", "ppl", "error", "seconds", "_mb")
 RESOURCE_COLUMNS = (("trainable_params", "trainable params"), ("fit_seconds", "fit s"),
@@ -20,7 +20,8 @@ STATE_ORDER = {"finished": 0, "running": 1, "stopped": 2, "failed": 3}
 # --- finding and reading runs ------------------------------------------------------------------------------------
 
 def is_run(folder: Path) -> bool:
-    return (folder / "metrics.json").is_file() or (folder / FAILED_FILE).is_file() or (folder / ".hydra").is_dir()
+    return ((folder / layout.METRICS).is_file() or (folder / layout.FAILED).is_file()
+            or (folder / layout.HYDRA).is_dir())
 
 
 def find_runs(folder: Path) -> list[Path]:
@@ -48,7 +49,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, str]:
 
 def read_monitor(run: Path) -> tuple[str | None, str | None]:
     """monitor.metric and monitor.mode from the run's resolved config.yaml, else Hydra's .hydra/config.yaml."""
-    for path in (run / "config.yaml", run / ".hydra" / "config.yaml"):
+    for path in (run / layout.CONFIG, run / layout.HYDRA / layout.CONFIG):
         if not path.is_file():
             continue
         try:
@@ -70,9 +71,9 @@ def read_json(path: Path) -> dict:
 
 
 def read_run(run: Path) -> dict:
-    overrides_file = run / ".hydra" / "overrides.yaml"
+    overrides_file = run / layout.HYDRA / layout.HYDRA_OVERRIDES
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    metrics_file, failed_file = run / "metrics.json", run / FAILED_FILE
+    metrics_file, failed_file = run / layout.METRICS, run / layout.FAILED
     row = {"dir": str(run), "name": run.name, "overrides": parse_overrides(overrides), "metrics": {}, "error": ""}
     if metrics_file.is_file():  # a finished run (a failed run resumed to the end has both files)
         row["state"], row["metrics"] = "finished", read_json(metrics_file)

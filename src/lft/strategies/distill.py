@@ -22,6 +22,7 @@ from lft.config.errors import ConfigError
 from lft.models.blocks import block_list
 from lft.models.loading import is_quantized, resolve_model_path
 from lft.runs.folder import load_run_model, model_class
+from lft.runs.layout import weights_folder
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,8 @@ def apply(model, cfg, task):
 def load_teacher(source: str):
     """(model, folder holding its tokenizer): an lft run folder (model/ or base + adapter/), a model folder or Hub id."""
     run = Path(source).expanduser()
-    if (run / "model").is_dir() or (run / "adapter").is_dir():
-        folder = run / "model" if (run / "model").is_dir() else run / "adapter"
+    folder = weights_folder(run)
+    if folder:
         return load_run_model(run, merge="auto"), str(folder)
     try:
         path = resolve_model_path(source)

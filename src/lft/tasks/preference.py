@@ -271,12 +271,13 @@ class DpoTask(_PairTask):
 def reference_config(model_cfg, override=None):
     """The DPO reference's model config: `override` (a folder or Hub id), else the base an lft run started from
     (when `model_cfg` points at a run's model/ folder, as lft.evaluate does for full fine-tunes), else model_cfg."""
+    from lft.runs import layout
     from lft.runs.folder import load_run_config
 
     if override:
         return OmegaConf.merge(model_cfg, {"name_or_path": str(override), "gguf_file": None})
     folder = Path(str(model_cfg.name_or_path))
-    if folder.name == "model" and (folder.parent / "config.yaml").exists():
+    if folder.name == layout.MODEL and (folder.parent / layout.CONFIG).exists():
         return load_run_config(folder.parent).model
     return model_cfg
 

@@ -34,7 +34,7 @@ class FineTuneModule(L.LightningModule):
         self._items_checked = False
 
     def on_fit_start(self):
-        self.train_loop_seconds = 0.0  # tuner trials (lft/training/finders.py) run the training loop before fit starts
+        self.train_loop_seconds = 0.0  # tuner trials (lft/callbacks/finders.py) run the training loop before fit starts
         self._items_checked = False
 
     def on_train_start(self):
