@@ -172,8 +172,8 @@ def test_text_to_text_augments_the_source_not_the_target(request, make_cfg, mode
     cfg = make_cfg("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={request.getfixturevalue(model)}",
                    "augment=eda", "augment.p=1.0", "augment.operations=[swap]")
     tokenizer = load_tokenizer(cfg.model)
-    plain = build_task(cfg.data, cfg.model).encode(tokenizer, cfg.seed).splits
-    dm = build_task(cfg.data, cfg.model, augment=cfg.augment).encode(tokenizer, cfg.seed)
+    plain = build_task(cfg.data, cfg.model).encode(tokenizer, cfg.seed).datamodule.splits
+    dm = build_task(cfg.data, cfg.model, augment=cfg.augment).encode(tokenizer, cfg.seed).datamodule
     differ = sum(a != b for a, b in zip(dm.splits["train"]["input_ids"], plain["train"]["input_ids"], strict=True))
     assert dm.stats["augment/changed"] == differ > len(plain["train"]) // 2
     assert dm.stats["augment/train_rows"] == len(plain["train"])
