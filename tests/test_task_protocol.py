@@ -22,8 +22,8 @@ PAIR = {"prompt": "\n\nHuman: question {i}?\n\nAssistant:", "chosen": " a kind a
         "rejected": " a rude answer {i}"}
 FAMILIES = {  # name: (model fixture, overrides, row template, where the data path goes)
     "classification": ("tiny_bert", (), {"text": "review number {i}", "label": "{label}"}, "data.path"),
-    "seq2seq": ("tiny_t5", ("data=dialogsum", "data.generate.max_new_tokens=4"), {"dialogue": "#Person1#: Hi {i}.", "summary": "a greeting {i}."},
-                "data.path"),
+    "seq2seq": ("tiny_t5", ("data=dialogsum", "data.generate.max_new_tokens=4"),
+                {"dialogue": "#Person1#: Hi {i}.", "summary": "a greeting {i}."}, "data.path"),
     "prompt": ("tiny_llama", ("data=dialogsum", "data.generate.max_new_tokens=4"),
                {"dialogue": "#Person1#: Hi {i}.", "summary": "a greeting {i}."}, "data.path"),
     "causal_lm": ("tiny_llama", ("data=text", "data.block_size=8"), {"text": "line {i} of a short poem"},

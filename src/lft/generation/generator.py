@@ -75,7 +75,8 @@ class Generator:
         """
         tok = self.tokenizer
         # Decoders continue from the last position; the side is given per call, so the shared tokenizer keeps its own.
-        batch = tok.pad({"input_ids": prompts}, return_tensors="pt", padding_side="left" if self.decoder_only else "right")
+        side = "left" if self.decoder_only else "right"
+        batch = tok.pad({"input_ids": prompts}, return_tensors="pt", padding_side=side)
         device = next(model.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
         setting = self.cfg.get("bf16", "auto")

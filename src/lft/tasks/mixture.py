@@ -106,7 +106,8 @@ class MixtureTask:
     def metrics(self, encoded: Encoded):
         metrics = {}
         for name, task in self.members.items():
-            metrics.update({f"{name}/{key}": m for key, m in task.metrics(encoded.members[name]).items(keep_base=True)})
+            own = task.metrics(encoded.members[name])
+            metrics.update({f"{name}/{key}": m for key, m in own.items(keep_base=True)})
             metrics[f"{name}/loss"] = MeanMetric()
         return collection(metrics)
 

@@ -130,8 +130,8 @@ class DpoTask(_PairTask):
         if not 0 <= self.label_smoothing < 0.5:
             raise ConfigError(f"data.preference.label_smoothing={self.label_smoothing} must be in [0, 0.5).")
         cache_file = pref.get("reference_cache_file")
-        self.reference = Reference(reference_config(model_cfg, pref.get("reference")) if model_cfg is not None else None,
-                                   cache=bool(pref.get("cache_reference", True)),
+        starting_point = reference_config(model_cfg, pref.get("reference")) if model_cfg is not None else None
+        self.reference = Reference(starting_point, cache=bool(pref.get("cache_reference", True)),
                                    cache_file=Path(cache_file) if cache_file else None,
                                    policy_is_reference=policy_is_reference)
 
