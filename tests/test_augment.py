@@ -208,11 +208,12 @@ def test_a_cache_hit_serves_augmented_rows_and_their_count(make_cfg, tiny_bert, 
     cfg = make_cfg(f"model.name_or_path={tiny_bert}", "augment=eda", "augment.p=0.5")
     tokenizer = load_tokenizer(cfg.model)
     cache = cfg.paths.cache_dir
-    plain = build_task(cfg.data, cfg.model).encode(tokenizer, cfg.seed, cache_dir=cache)
-    first = build_task(cfg.data, cfg.model, augment=cfg.augment).encode(tokenizer, cfg.seed, cache_dir=cache)
+    plain = build_task(cfg.data, cfg.model).encode(tokenizer, cfg.seed, cache_dir=cache).datamodule
+    first = build_task(cfg.data, cfg.model, augment=cfg.augment).encode(tokenizer, cfg.seed, cache_dir=cache).datamodule
     assert first.splits["train"]["input_ids"] != plain.splits["train"]["input_ids"], "not served the plain entry"
     with caplog.at_level(logging.INFO, logger="lft"):
         second = build_task(cfg.data, cfg.model, augment=cfg.augment).encode(tokenizer, cfg.seed, cache_dir=cache)
+    second = second.datamodule
     assert "Tokenized splits loaded from cache" in caplog.text and "augment=eda changed" not in caplog.text
     assert second.splits["train"]["input_ids"] == first.splits["train"]["input_ids"]
     assert second.stats == first.stats and first.stats["augment/changed"] > 0
