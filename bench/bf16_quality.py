@@ -56,7 +56,7 @@ def main() -> None:
         cfg.data.train_size = 64
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
-    datamodule = task.encode(tokenizer, cfg.seed)
+    datamodule = task.encode(tokenizer, cfg.seed).datamodule
     model = task.build_model(cfg.model).eval()
     batches = [split_fields(batch)[0] for batch in datamodule.test_dataloader()]
     for name in ("fp32", "bf16 weights"):

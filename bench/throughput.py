@@ -139,7 +139,7 @@ def worker(args) -> dict:
         run.update(process_seconds=round(time.perf_counter() - start, 2), **peak_memory_mb())
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
-    datamodule = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.cache_dir)  # the same rows for every system
+    datamodule = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.cache_dir).datamodule  # the same rows for all
     if args.system != "lft":
         train = train_trainer if args.system in ("plain", "tuned") else train_bare
         model, run = train(args, cfg, task, datamodule, device)

@@ -172,8 +172,8 @@ def test_text_to_text_augments_the_source_not_the_target(request, make_cfg, mode
     cfg = make_cfg("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={request.getfixturevalue(model)}",
                    "augment=eda", "augment.p=1.0", "augment.operations=[swap]")
     tokenizer = load_tokenizer(cfg.model)
-    plain = build_task(cfg.data, cfg.model).encode(tokenizer, cfg.seed).splits
-    dm = build_task(cfg.data, cfg.model, augment=cfg.augment).encode(tokenizer, cfg.seed)
+    plain = build_task(cfg.data, cfg.model).encode(tokenizer, cfg.seed).datamodule.splits
+    dm = build_task(cfg.data, cfg.model, augment=cfg.augment).encode(tokenizer, cfg.seed).datamodule
     differ = sum(a != b for a, b in zip(dm.splits["train"]["input_ids"], plain["train"]["input_ids"], strict=True))
     assert dm.stats["augment/changed"] == differ > len(plain["train"]) // 2
     assert dm.stats["augment/train_rows"] == len(plain["train"])
@@ -208,11 +208,12 @@ def test_a_cache_hit_serves_augmented_rows_and_their_count(make_cfg, tiny_bert, 
     cfg = make_cfg(f"model.name_or_path={tiny_bert}", "augment=eda", "augment.p=0.5")
     tokenizer = load_tokenizer(cfg.model)
     cache = cfg.paths.cache_dir
-    plain = build_task(cfg.data, cfg.model).encode(tokenizer, cfg.seed, cache_dir=cache)
-    first = build_task(cfg.data, cfg.model, augment=cfg.augment).encode(tokenizer, cfg.seed, cache_dir=cache)
+    plain = build_task(cfg.data, cfg.model).encode(tokenizer, cfg.seed, cache_dir=cache).datamodule
+    first = build_task(cfg.data, cfg.model, augment=cfg.augment).encode(tokenizer, cfg.seed, cache_dir=cache).datamodule
     assert first.splits["train"]["input_ids"] != plain.splits["train"]["input_ids"], "not served the plain entry"
     with caplog.at_level(logging.INFO, logger="lft"):
         second = build_task(cfg.data, cfg.model, augment=cfg.augment).encode(tokenizer, cfg.seed, cache_dir=cache)
+    second = second.datamodule
     assert "Tokenized splits loaded from cache" in caplog.text and "augment=eda changed" not in caplog.text
     assert second.splits["train"]["input_ids"] == first.splits["train"]["input_ids"]
     assert second.stats == first.stats and first.stats["augment/changed"] > 0

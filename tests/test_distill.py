@@ -63,9 +63,9 @@ def test_causal_lm_kd_ignores_masked_positions():
 
 
 def test_distillation_task_delegates_everything_else():
-    inner = SimpleNamespace(name="classification", peft_task_type="SEQ_CLS", metrics=lambda: "metrics")
+    inner = SimpleNamespace(name="classification", peft_task_type="SEQ_CLS", metrics=lambda e: ("metrics", e))
     task = DistillationTask(inner, teacher=None, temperature=1.0, alpha=0.5)
-    assert task.name == "classification" and task.metrics() == "metrics"
+    assert task.name == "classification" and task.metrics("encoded") == ("metrics", "encoded")
 
 
 # --- students and teachers ----------------------------------------------------------------------------

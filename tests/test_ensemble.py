@@ -108,9 +108,9 @@ def test_ensemble_matches_averaging_the_members_by_hand(make_cfg, two_runs):
     per_member, member_rows = [], []
     for i, run in enumerate(two_runs):
         cfg = make_cfg(config="evaluate", out=f"member{i}")
-        row, _, task = score(cfg, run, collect=True)
-        assert isinstance(task, ClassificationTask)
-        logits, labels = torch.cat([x for x, _ in task.collected]), torch.cat([y for _, y in task.collected])
+        row, module, collector = score(cfg, run, collect=True)
+        assert isinstance(module.task, ClassificationTask)
+        logits, labels = collector.all()
         assert logits.shape == (row["rows"], 2)
         assert row["loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)), abs=1e-5)
         per_member.append((logits, labels))

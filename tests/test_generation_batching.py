@@ -46,34 +46,35 @@ def _setup(make_cfg, model_path, pairs_data):
         cfg.data.generate.test_samples = None  # every test row
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
-    datamodule = task.encode(tokenizer, cfg.seed)
-    return task, datamodule, task.build_model(cfg.model).eval()
+    encoded = task.encode(tokenizer, cfg.seed)
+    return task, encoded, task.build_model(cfg.model).eval()
 
 
 @torch.no_grad()
-def _evaluate(task, model, loader) -> list[dict]:
-    metrics = task.metrics()
+def _evaluate(task, encoded, model, loader) -> list[dict]:
+    metrics = task.metrics(encoded)
     for batch in loader:
-        task.evaluate(model, batch, metrics)
-    return task.take_samples()
+        task.evaluate(model, batch, metrics, encoded)
+    return task.take_samples(encoded)
 
 
 @pytest.mark.parametrize("model", ["tiny_llama", "tiny_t5"])
 def test_sorted_batches_generate_what_one_prompt_at_a_time_does(make_cfg, uneven_pairs, request, model):
-    task, datamodule, net = _setup(make_cfg, request.getfixturevalue(model), uneven_pairs)
+    task, encoded, net = _setup(make_cfg, request.getfixturevalue(model), uneven_pairs)
+    datamodule = encoded.datamodule
     test = datamodule.splits["test"]
     assert list(datamodule.eval_split("test")["row"]) != list(range(len(test)))  # the batches really are reordered
     rows = list(range(len(test)))
 
-    sorted_batches = _evaluate(task, net, datamodule.test_dataloader())
+    sorted_batches = _evaluate(task, encoded, net, datamodule.test_dataloader())
     assert [s["row"] for s in sorted_batches] == rows  # samples come back in dataset order
 
     datamodule.eval_order, datamodule._ordered = None, {}  # the path before: dataset-order batches
-    dataset_order = _evaluate(task, net, datamodule.test_dataloader())
+    dataset_order = _evaluate(task, encoded, net, datamodule.test_dataloader())
 
     decoder = "prompt_length" in test.column_names
     prompts = [r["input_ids"][: r["prompt_length"]] if decoder else r["input_ids"] for r in test]
-    alone = [task.generator.generate(net, [p])[0] for p in prompts]
+    alone = [encoded.generator.generate(net, [p])[0] for p in prompts]
     assert [s["prediction"] for s in sorted_batches] == [s["prediction"] for s in dataset_order] == alone
 
 

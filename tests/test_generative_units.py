@@ -5,11 +5,11 @@ import torch
 from omegaconf import OmegaConf
 
 from lft.config.errors import ConfigError
+from lft.data.labels import IGNORE
 from lft.data.templates import TEMPLATES, PromptBuilder, Template, get_template
 from lft.evaluation.metrics import Perplexity, Rouge, generation_metrics
 from lft.models.loading import load_tokenizer
 from lft.tasks import build_task
-from lft.tasks.causal_lm import IGNORE
 
 
 def _encode(make_cfg, model_path, pairs_data, *extra):
@@ -17,7 +17,7 @@ def _encode(make_cfg, model_path, pairs_data, *extra):
                    "data.max_source_length=64", "data.max_target_length=24", *extra)
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
-    return task, tokenizer, task.encode(tokenizer, cfg.seed)
+    return task, tokenizer, task.encode(tokenizer, cfg.seed).datamodule
 
 
 def test_only_response_tokens_carry_loss(make_cfg, tiny_gpt2, pairs_data):

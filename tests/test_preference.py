@@ -145,11 +145,12 @@ def toy_pairs(tmp_path_factory) -> str:
 def _fit(cfg, epochs: int):
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
-    dm = task.encode(tokenizer, cfg.seed)
+    encoded = task.encode(tokenizer, cfg.seed)
+    dm = encoded.datamodule
     model, task = apply_strategy(task.build_model(cfg.model), cfg.strategy, task)
     from hydra.utils import instantiate
 
-    module = FineTuneModule(model, task, instantiate(cfg.optimizer), cfg.scheduler)
+    module = FineTuneModule(model, task, instantiate(cfg.optimizer), cfg.scheduler, encoded)
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     before = trainer.validate(module, dataloaders=dm.train_dataloader(), verbose=False)[0]
@@ -159,7 +160,7 @@ def _fit(cfg, epochs: int):
 
 
 def _base_logits(cfg, task, batch):
-    base = task.build_reference()
+    base = task.reference.build()
     inputs = {"input_ids": batch["chosen_input_ids"], "attention_mask": batch["chosen_attention_mask"]}
     return base(**inputs).logits
 
@@ -171,7 +172,7 @@ def test_dpo_lora_learns_and_keeps_the_reference(make_cfg, tiny_llama, toy_pairs
     assert before["val/reward_margin"] == pytest.approx(0.0, abs=1e-5)  # policy == reference at the start
     assert before["val/preference_accuracy"] == 0.5
     assert after["val/reward_margin"] > 0.05 and after["val/preference_accuracy"] == 1.0
-    assert task.reference is None  # LoRA: no second model, the adapter is switched off instead
+    assert task.reference.model is None  # LoRA: no second model, the adapter is switched off instead
     batch = next(iter(dm.val_dataloader()))
     model = module.model.eval()
     with model.disable_adapter(), torch.no_grad():
@@ -186,8 +187,9 @@ def test_dpo_full_reference_is_a_frozen_copy_outside_the_module(make_cfg, tiny_l
                     "optimizer.lr=1e-3",
                     "data.preference.loss=ipo", "data.max_length=32", "data.max_prompt_length=16")
     module, task, _, _, after = _fit(cfg, epochs=2)
-    assert task.reference is not None and not any(p.requires_grad for p in task.reference.parameters())
-    assert count_parameters(module.model)[1] == count_parameters(task.reference)[1]  # one model's worth counted
+    reference = task.reference.model
+    assert reference is not None and not any(p.requires_grad for p in reference.parameters())
+    assert count_parameters(module.model)[1] == count_parameters(reference)[1]  # one model's worth counted
     checkpoint = {"state_dict": module.state_dict()}
     module.on_save_checkpoint(checkpoint)
     assert all(k.startswith("model.") for k in checkpoint["state_dict"])
@@ -227,7 +229,7 @@ def test_bad_rows_over_the_limit_name_the_key(make_cfg, tiny_llama, tmp_path):
         task.encode(load_tokenizer(cfg.model), 0)
     with open_dict(cfg):
         cfg.data.max_bad_fraction = 0.5
-    dm = build_task(cfg.data, cfg.model).encode(load_tokenizer(cfg.model), 0)
+    dm = build_task(cfg.data, cfg.model).encode(load_tokenizer(cfg.model), 0).datamodule
     assert len(dm.splits["train"]) == 7
 
 
@@ -264,14 +266,14 @@ def test_reference_cache_file_skips_the_reference_forward(make_cfg, tiny_llama, 
     cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_llama}", "strategy=full",
                     f"data.preference.reference_cache_file={tmp_path / 'ref.pt'}")
     task = build_task(cfg.data, cfg.model)
-    dm = task.encode(load_tokenizer(cfg.model), 0)
+    dm = task.encode(load_tokenizer(cfg.model), 0).datamodule
     model = task.build_model(cfg.model)
     batch = next(iter(dm.train_dataloader()))
     first = task.loss(model, batch)
+    assert task.reference.model is not None  # the full fine-tune's frozen copy, built for the first forward
     fresh = build_task(cfg.data, cfg.model)  # a later run: reads the file, never builds the reference model
-    fresh.model_cfg = task.model_cfg
-    fresh.build_reference = None
     torch.testing.assert_close(fresh.loss(model, batch), first)
+    assert fresh.reference.model is None
 
 
 def test_reward_lora_run_exports_and_reloads_as_a_classifier(make_cfg, tiny_bert, toy_pairs, tmp_path):
@@ -284,7 +286,7 @@ def test_reward_lora_run_exports_and_reloads_as_a_classifier(make_cfg, tiny_bert
                     *TINY_BERT_LENGTHS)
     train(cfg)
     task = build_task(cfg.data, cfg.model)
-    batch = next(iter(task.encode(load_tokenizer(cfg.model), 0).test_dataloader()))
+    batch = next(iter(task.encode(load_tokenizer(cfg.model), 0).datamodule.test_dataloader()))
     inputs = {k.removeprefix("chosen_"): v for k, v in batch.items() if k.startswith("chosen_")}
     with torch.no_grad():
         expected = load_trained_model(task, cfg.model, cfg.paths.output_dir).eval()(**inputs).logits
@@ -309,7 +311,7 @@ def test_dpo_with_qlora_uses_the_4bit_base_as_reference(make_cfg, tiny_llama_64,
                     "scheduler=constant", "data.max_length=32", "data.max_prompt_length=16")
     # Validation first: bitsandbytes repacks 4-bit CPU weights in eval mode; training must go on after it.
     module, task, _, _, after = _fit(cfg, epochs=2)
-    assert task.reference is None  # the reference is the 4-bit base with the adapter off
+    assert task.reference.model is None  # the reference is the 4-bit base with the adapter off
     assert after["val/reward_margin"] > 0 and after["val/preference_accuracy"] > 0.5
 
 

@@ -62,10 +62,11 @@ def trained_weights(make_cfg, overrides: list[str], batch_size: int, k: int) -> 
                    "scheduler=constant")
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
-    datamodule = task.encode(tokenizer, cfg.seed)
+    encoded = task.encode(tokenizer, cfg.seed)
+    datamodule = encoded.datamodule
     L.seed_everything(cfg.seed)  # new heads and adapters start from the same random weights in both runs
     model, task = apply_strategy(task.build_model(cfg.model), cfg.strategy, task)
-    module = FineTuneModule(model, task, partial(torch.optim.SGD, lr=LR, momentum=0.0), cfg.scheduler)
+    module = FineTuneModule(model, task, partial(torch.optim.SGD, lr=LR, momentum=0.0), cfg.scheduler, encoded)
     trainer = L.Trainer(max_epochs=1, accumulate_grad_batches=k, accelerator="cpu", precision="32-true",
                         limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
@@ -156,7 +157,7 @@ COUNTED = {  # every kind of labelled item, with length grouping, packing and a 
 def test_the_sampler_counts_the_items_each_processs_batch_trains_on(case, make_cfg, request):
     cfg = make_cfg(*COUNTED[case](request.getfixturevalue), "data.batch_size=3", "data.group_by_length=true")
     task = build_task(cfg.data, cfg.model)
-    datamodule = task.encode(load_tokenizer(cfg.model), cfg.seed)
+    datamodule = task.encode(load_tokenizer(cfg.model), cfg.seed).datamodule
     train = datamodule.splits["train"]
     ranks = [datamodule.make_train_sampler(world_size=2, rank=r) for r in (0, 1)]
     for epoch in (0, 1):
@@ -199,9 +200,10 @@ def test_a_resumed_epoch_weighs_its_windows_as_the_uninterrupted_one():
 def test_a_task_whose_counts_disagree_with_its_batches_stops_at_the_first_step(make_cfg, tiny_llama, uneven_pairs):
     cfg = make_cfg(f"model.name_or_path={tiny_llama}", "data=dialogsum", f"data.path={uneven_pairs}")
     task = build_task(cfg.data, cfg.model)
-    datamodule = task.encode(load_tokenizer(cfg.model), cfg.seed)
+    encoded = task.encode(load_tokenizer(cfg.model), cfg.seed)
+    datamodule = encoded.datamodule
     datamodule.row_items = None  # counts rows, while the loss averages over tokens
-    module = FineTuneModule(task.build_model(cfg.model), task, partial(torch.optim.SGD, lr=LR), cfg.scheduler)
+    module = FineTuneModule(task.build_model(cfg.model), task, partial(torch.optim.SGD, lr=LR), cfg.scheduler, encoded)
     trainer = L.Trainer(max_steps=1, accelerator="cpu", limit_val_batches=0, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     with pytest.raises(RuntimeError, match="task's items\\(\\) and its datamodule's row_items disagree"):

@@ -54,9 +54,9 @@ def reviews(tmp_path) -> Path:
 
 
 def encode(cfg):
-    """What train() does before any weights load: (task, datamodule)."""
-    task = build_task(cfg.data, cfg.model)
-    return task, task.encode(load_tokenizer(cfg.model), cfg.seed, cache_dir=cfg.paths.cache_dir)
+    """What train() does before any weights load: (what the task encoded, its datamodule)."""
+    encoded = build_task(cfg.data, cfg.model).encode(load_tokenizer(cfg.model), cfg.seed, cache_dir=cfg.paths.cache_dir)
+    return encoded, encoded.datamodule
 
 
 def entries(cfg) -> list[Path]:
@@ -75,13 +75,13 @@ def test_second_encode_loads_from_cache_without_tokenizing(make_cfg, tiny_gpt2, 
     assert tokenizer_calls and len(entries(cfg)) == 1
     tokenizer_calls.clear()
     with caplog.at_level(logging.INFO, logger="lft"):
-        task, second = encode(cfg)
+        encoded, second = encode(cfg)
     assert not tokenizer_calls, "a hit must not tokenize the data"
     assert f"{HIT} {entries(cfg)[0]}" in caplog.text
     assert contents(second) == contents(first)
     assert {s: d._fingerprint for s, d in second.splits.items()} == {s: d._fingerprint for s, d in first.splits.items()}
     # What the task derives from config and tokenizer is rebuilt on a hit too.
-    assert task.prompts is not None and task.generator is not None and task.generator.enabled
+    assert encoded.prompts is not None and encoded.generator is not None and encoded.generator.enabled
 
 
 def test_a_second_run_trains_on_cached_splits(make_cfg, tiny_bert, caplog):
@@ -159,7 +159,7 @@ def test_edited_data_file_misses(make_cfg, tiny_bert, reviews, tokenizer_calls):
 def test_inferred_label_names_are_restored_on_a_hit(make_cfg, tiny_bert, reviews, monkeypatch, tokenizer_calls):
     cfg = make_cfg(f"model.name_or_path={tiny_bert}", f"data.path={reviews}", "data.label_names=null")
     first, _ = encode(cfg)
-    assert first.label_names == ["bad", "good"]
+    assert first.label_names == ("bad", "good")
 
     def no_reading(*_):
         raise AssertionError("a hit must not read the data")
@@ -167,7 +167,7 @@ def test_inferred_label_names_are_restored_on_a_hit(make_cfg, tiny_bert, reviews
     monkeypatch.setattr(classification_module, "load_splits", no_reading)
     tokenizer_calls.clear()
     second, dm = encode(cfg)
-    assert second.label_names == ["bad", "good"] and not tokenizer_calls
+    assert second.label_names == ("bad", "good") and not tokenizer_calls
     assert set(dm.splits["train"]["labels"]) == {0, 1}
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from omegaconf import DictConfig, open_dict
 
+from lft.callbacks.test_logits import TestLogits
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
 from lft.evaluation.ensemble import check_members, classification_result, generation_result
@@ -41,9 +41,9 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def score(cfg: DictConfig, run, name: str | None = None, collect: bool = False, labels: list | None = None):
-    """Evaluate one model on the test split: (result row, the module, the task). collect=True keeps a
-    classification task's test logits and labels in task.collected, and refuses data whose label set is not
-    `labels` (ensemble members)."""
+    """Evaluate one model on the test split: (result row, the module, its TestLogits or None). collect=True keeps
+    a classifier's test logits and labels (TestLogits), and refuses data whose label set is not `labels`
+    (ensemble members)."""
     with open_dict(cfg):
         if run:
             cfg.model = load_run_config(run).model  # the base the run trained; weights come from the run
@@ -53,33 +53,34 @@ def score(cfg: DictConfig, run, name: str | None = None, collect: bool = False, 
             cfg.data.long_targets = "truncate"
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = load_tokenizer(cfg.model)
-    task = build_task(cfg.data, cfg.model)
-    datamodule = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.get("cache_dir"))
-    if collect and hasattr(task, "collected"):
-        check_labels(task, run, labels)
-        task.collected = []
-    model = load_trained_model(task, cfg.model, run)
-    if run is None and hasattr(task, "policy_is_reference"):
-        task.policy_is_reference = True  # DPO: a base model is its own reference (implicit rewards 0, one forward)
+    # DPO: a base model is its own reference (implicit rewards 0, one forward).
+    task = build_task(cfg.data, cfg.model, policy_is_reference=run is None)
+    encoded = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.get("cache_dir"))
+    collector = None
+    if collect and encoded.label_names:  # a classifier
+        check_labels(encoded, run, labels)
+        collector = TestLogits()
+    model = load_trained_model(task, cfg.model, run, encoded)
     model.eval()
-    module = FineTuneModule(model, task, optimizer=None, scheduler_cfg=None)
+    module = FineTuneModule(model, task, optimizer=None, scheduler_cfg=None, encoded=encoded)
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
+                        callbacks=[collector] if collector else None,
                         logger=build_loggers(cfg.get("logger"), cfg.get("task_name")) or False,
                         enable_checkpointing=False,
                         limit_test_batches=cfg.trainer.get("limit_test_batches") or 1.0,
                         enable_progress_bar=cfg.trainer.enable_progress_bar)
     start = time.perf_counter()
-    results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    results = trainer.test(module, datamodule=encoded.datamodule, verbose=False)[0]
     row = {
         "name": name or cfg.get("name") or (Path(run).name if run else Path(str(cfg.model.name_or_path)).name),
         "model": str(cfg.model.name_or_path),
         "weights": str(run) if run else None,
-        "rows": len(datamodule.splits["test"]),
+        "rows": len(encoded.datamodule.splits["test"]),
         **{k.removeprefix("test/"): float(v) for k, v in results.items()},
         "seconds": round(time.perf_counter() - start, 1),
     }
     module.model = None  # ensembles score members one after another: free the weights before the next loads
-    return row, module, task
+    return row, module, collector
 
 
 def write_results(cfg: DictConfig, row: dict, samples: list[dict]) -> None:
@@ -91,10 +92,10 @@ def write_results(cfg: DictConfig, row: dict, samples: list[dict]) -> None:
             f.writelines(json.dumps(s) + "\n" for s in samples)
 
 
-def check_labels(task, run, labels) -> None:
+def check_labels(encoded, run, labels) -> None:
     """The evaluation data must carry the label set the members were trained on (before weights load)."""
-    names = getattr(task, "label_names", None)
-    if labels and names is not None and list(names) != list(labels):
+    names = encoded.label_names
+    if labels and list(names) != list(labels):
         raise ConfigError(f"run={run} was trained on the labels {list(labels)}, but the evaluation data has "
                           f"{list(names)}; evaluate the ensemble on its own data (data=..., data.label_names=...).")
 
@@ -108,25 +109,26 @@ def evaluate_ensemble(cfg: DictConfig) -> dict:
     shared = check_members(runs)  # before any weights load
     names = member_names(runs)
     out_dir = Path(cfg.paths.output_dir)
-    rows, logits, labels, samples, task = [], [], [], [], None
+    rows, logits, labels, samples, module = [], [], [], [], None
     for i, (run, name) in enumerate(zip(runs, names, strict=True)):
         member_cfg = copy.deepcopy(cfg)
         with open_dict(member_cfg):
             member_cfg.paths.output_dir = str(out_dir / "members" / str(i))
         log.info("Ensemble member %d/%d: %s", i + 1, len(runs), run)
-        row, module, task = score(member_cfg, run, name=name, collect=True, labels=shared["labels"])
+        row, module, collector = score(member_cfg, run, name=name, collect=True, labels=shared["labels"])
         member_samples = module.samples.get("test", [])
         write_results(member_cfg, row, member_samples)
         rows.append(row)
-        if getattr(task, "collected", None) is not None:
-            logits.append(torch.cat([x for x, _ in task.collected]))
-            labels.append(torch.cat([y for _, y in task.collected]))
+        if collector is not None:
+            member_logits, member_labels = collector.all()
+            logits.append(member_logits)
+            labels.append(member_labels)
         samples.append(member_samples)
     start = time.perf_counter()
     if shared["task"] == "classification":
-        metrics, predictions = classification_result(task, logits, labels), []
+        metrics, predictions = classification_result(module.task, module.encoded, logits, labels), []
     else:
-        metrics, predictions = generation_result(task, samples)
+        metrics, predictions = generation_result(module.task, module.encoded, samples)
     row = {"name": cfg.get("name") or "ensemble", "model": rows[0]["model"], "weights": None, "members": runs,
            "rows": rows[0]["rows"], **metrics,
            "seconds": round(sum(r["seconds"] for r in rows) + time.perf_counter() - start, 1)}

@@ -18,7 +18,7 @@ class FidelityCheck(Callback):
         self.checked = False
 
     def on_train_start(self, trainer, pl_module) -> None:
-        names = paths_on(pl_module.model, pl_module.task, pl_module.device)
+        names = paths_on(pl_module.model, pl_module.task, pl_module.device, pl_module.encoded)
         log.info("Speed paths on for %s (lft/speed/contract.py): %s.", model_class(pl_module.model),
                  ", ".join(names) or "none")
 

@@ -55,10 +55,10 @@ class ForgettingCheck(Callback):
             try:
                 prefix = f"forgetting.retention.{name}"  # names the set's keys in length messages
                 task = build_task(data_config(str(name), settings), self.model_cfg, prefix=prefix)
-                data = task.encode(tokenizer, self.seed, cache_dir=self.cache_dir)
+                encoded = task.encode(tokenizer, self.seed, cache_dir=self.cache_dir)
             except (ConfigError, OSError) as err:
                 raise ConfigError(f"forgetting.retention.{name} does not load: {err}") from None
-            self.sets[str(name)] = (task, data)
+            self.sets[str(name)] = (task, encoded)
 
     def on_fit_start(self, trainer, pl_module) -> None:
         if not self.before:  # a resumed run keeps the scores from before its first step (see state_dict)
@@ -99,15 +99,14 @@ class ForgettingCheck(Callback):
         model.eval()
         out = {}
         try:
-            for name, (task, data) in self.sets.items():
-                metrics = task.metrics().to(pl_module.device)
-                for batch in data.test_dataloader():
+            for name, (task, encoded) in self.sets.items():
+                metrics = task.metrics(encoded).to(pl_module.device)
+                for batch in encoded.datamodule.test_dataloader():
                     batch = {k: v.to(pl_module.device) if torch.is_tensor(v) else v for k, v in batch.items()}
                     with trainer.precision_plugin.forward_context():
-                        task.evaluate(model, batch, metrics)
+                        task.evaluate(model, batch, metrics, encoded)
                 out[name] = {k: float(v) for k, v in metrics.compute().items()}
-                if hasattr(task, "take_samples"):
-                    task.take_samples()  # the retention set's generations are not the run's samples
+                task.take_samples(encoded)  # the retention set's generations are not the run's samples
         finally:
             model.train(was_training)
         return out

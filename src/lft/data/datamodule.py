@@ -17,9 +17,8 @@ import torch
 from datasets import DatasetDict
 from torch.utils.data import DataLoader, DistributedSampler
 
+from lft.data.labels import IGNORE
 from lft.data.sampler import ResumableBatchSampler
-
-IGNORE = -100
 
 
 def row_lengths(split) -> list[int]:
@@ -151,3 +150,10 @@ class EncodedDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         if state:
             self._resume_at = (state["epoch"], state["batches_done"])
+
+
+def datamodule_for(cfg, splits: DatasetDict, collate_fn, seed: int, **options) -> EncodedDataModule:
+    """The EncodedDataModule of a data config: its batch sizes, workers and length grouping; `options` are the
+    task's own (train_collate_fn, stats, eval_order, train_order, epoch_rows, row_items)."""
+    return EncodedDataModule(splits, collate_fn, cfg.batch_size, cfg.eval_batch_size, cfg.get("num_workers", 0),
+                             seed=seed, group_by_length=cfg.get("group_by_length", True), **options)

@@ -13,8 +13,7 @@ attention honours this before training; models that do not are refused with a me
 import torch
 
 from lft.config.errors import ConfigError
-
-IGNORE = -100
+from lft.data.labels import IGNORE
 
 
 def first_fit_decreasing(lengths: list[int], capacity: int) -> list[list[int]]:

@@ -3,6 +3,7 @@
 Loads the splits, checks every column the template and targets need (before any model loads), and gives each
 row its references: `data.reference_columns` (DialogSum's test has summary1..3) where a split has them, else
 the target column alone. A split without the target column trains/validates on its first reference.
+`encode_text_pairs` is the encoding loop both tasks share; each gives only how a row's ids are laid out.
 """
 
 import logging
@@ -10,6 +11,7 @@ import logging
 from datasets import Dataset, DatasetDict
 
 from lft.config.errors import ConfigError
+from lft.data.augment import augment_train
 from lft.data.sources import load_splits
 from lft.data.templates import Template, get_template
 from lft.data.values import MISSING, kind, text_to_text_columns
@@ -37,6 +39,50 @@ def load_pairs(cfg, seed: int) -> tuple[DatasetDict, Template]:
     if cfg.target_column not in splits["train"].column_names:
         raise ConfigError(f"data.target_column={cfg.target_column!r} must be a column of the train split.")
     return splits, template
+
+
+def load_augmented_pairs(cfg, seed: int, augment) -> tuple[DatasetDict, dict]:
+    """load_pairs, then the train split's template columns (not targets nor references) augmented:
+    (splits, augmentation stats)."""
+    splits, template = load_pairs(cfg, seed)
+    return augment_train(splits, augment, source_columns(cfg, template, splits["train"]), seed)
+
+
+def source_columns(cfg, template, train) -> list[str]:
+    """The columns the template reads, less the target and reference columns: what augmentation may change."""
+    targets = {cfg.target_column, *reference_columns(cfg, train)}
+    return [c for c in template.columns() if c not in targets]
+
+
+def generation_limit(cfg, key: str) -> int | None:
+    """Rows of a split to generate for: an int, 0 (none) or null (all)."""
+    gen = cfg.get("generate") or {}
+    if not gen.get("val_samples"):
+        return 0
+    return gen.get(key)
+
+
+def encode_text_pairs(cfg, splits: DatasetDict, encode_rows) -> DatasetDict:
+    """Every split encoded a batch of rows at a time, then data.long_targets applied to train.
+
+    encode_rows(rows, targets) returns one feature dict per row (input_ids, attention_mask, labels, ... and the
+    `too_long` flag of its target); validation and test rows also get what evaluation reads (eval_fields).
+    """
+    limits = {"validation": generation_limit(cfg, "val_samples"), "test": generation_limit(cfg, "test_samples")}
+
+    def encode_split(split, ds):
+        refs = reference_columns(cfg, ds)
+
+        def encode(rows, indices):
+            out = encode_rows(rows, [row_target(cfg, refs, row) for row in rows])
+            if split != "train":
+                for features, row, idx in zip(out, rows, indices, strict=True):
+                    features.update(eval_fields(cfg, refs, row, idx, limits[split]))
+            return out
+
+        return map_rows(ds, encode, desc=f"Tokenizing {split}")
+
+    return limit_long_targets(cfg, DatasetDict({s: encode_split(s, ds) for s, ds in splits.items()}))
 
 
 def reference_columns(cfg, ds) -> list[str]:

@@ -91,20 +91,20 @@ def _same(what: str, values: dict) -> None:
                           "ensemble runs trained on the same task and labels from one model family.")
 
 
-def classification_result(task, logits: list[torch.Tensor], labels: list[torch.Tensor]) -> dict:
+def classification_result(task, encoded, logits: list[torch.Tensor], labels: list[torch.Tensor]) -> dict:
     """Ensemble metrics from each member's test logits (rows x classes) and labels (rows), rows in one order."""
     if any(len(y) != len(labels[0]) or not torch.equal(y, labels[0]) for y in labels[1:]):
         raise ConfigError("runs=...: the members saw different test rows (their labels differ row by row); "
                           "score them with the same data settings and seed.")
     probs = average_probabilities(logits)
-    metrics = task.metrics()
+    metrics = task.metrics(encoded)
     metrics.update(probs.argmax(-1), labels[0])
     out = {k: float(v) for k, v in metrics.compute().items()}
     out["loss"] = float(torch.nn.functional.nll_loss(probs.clamp_min(1e-12).log(), labels[0]))
     return out
 
 
-def generation_result(task, samples: list[list[dict]]) -> tuple[dict, list[dict]]:
+def generation_result(task, encoded, samples: list[list[dict]]) -> tuple[dict, list[dict]]:
     """Ensemble metrics and predictions from each member's generated test rows (MBR selection per row)."""
     from lft.evaluation.metrics import update_generation
 
@@ -118,7 +118,7 @@ def generation_result(task, samples: list[list[dict]]) -> tuple[dict, list[dict]
         texts = [member[row]["prediction"] for member in rows]
         pick = mbr_select(texts)
         chosen.append({**rows[pick][row], "member": pick})
-    metrics = task.metrics()
+    metrics = task.metrics(encoded)
     generated = {k: m for k, m in metrics.items() if k != "perplexity"}
     update_generation(metrics, [c["prediction"] for c in chosen],
                       [c.get("references") or [c["reference"]] for c in chosen])

@@ -12,9 +12,9 @@ from contextlib import nullcontext
 from functools import partial
 
 import torch
-from transformers import DataCollatorForSeq2Seq
 
 from lft.config.errors import ConfigError
+from lft.data.labels import IGNORE
 from lft.evaluation.metrics import (
     GENERATION_METRICS,
     collection,
@@ -74,12 +74,9 @@ class Generator:
         reuse(dtype): generate arguments that carry the prompts' states already computed (PromptStates).
         """
         tok = self.tokenizer
-        side = tok.padding_side
-        tok.padding_side = "left" if self.decoder_only else "right"  # decoders continue from the last position
-        try:
-            batch = tok.pad({"input_ids": prompts}, return_tensors="pt")
-        finally:
-            tok.padding_side = side
+        # Decoders continue from the last position; the side is given per call, so the shared tokenizer keeps its own.
+        side = "left" if self.decoder_only else "right"
+        batch = tok.pad({"input_ids": prompts}, return_tensors="pt", padding_side=side)
         device = next(model.parameters()).device
         batch = {k: v.to(device) for k, v in batch.items()}
         setting = self.cfg.get("bf16", "auto")
@@ -125,14 +122,20 @@ class Generator:
 
 
 class EvalCollator:
-    """DataCollatorForSeq2Seq (labels padded with -100) that carries list-valued fields (references) as lists."""
+    """Right-pads a batch to a multiple of 8 (labels with IGNORE), whatever the tokenizer's own padding_side:
+    prompt lengths index the rows from the left. List-valued fields (references) ride along as lists."""
 
     def __init__(self, tokenizer):
-        self.pad = DataCollatorForSeq2Seq(tokenizer, label_pad_token_id=-100, pad_to_multiple_of=8)
+        self.tokenizer = tokenizer
 
     def __call__(self, features: list[dict]) -> dict:
         lists = {k: [f.pop(k) for f in features] for k in ("references",) if k in features[0]}
-        batch = self.pad(features)
+        labels = [f.pop("labels") for f in features] if "labels" in features[0] else None
+        batch = self.tokenizer.pad(features, padding=True, pad_to_multiple_of=8, return_tensors="pt",
+                                   padding_side="right")
+        if labels is not None:
+            width = -(-max(len(row) for row in labels) // 8) * 8
+            batch["labels"] = torch.tensor([row + [IGNORE] * (width - len(row)) for row in labels], dtype=torch.int64)
         batch.update(lists)
         return batch
 
@@ -183,6 +186,6 @@ def evaluate_text(model, batch: dict, metrics, generator, shifted: bool) -> torc
         loss, states = output.loss, PromptStates.of(output, width)
         del output  # the logits (batch x length x vocabulary) need not outlive the loss
     labels = inputs["labels"][:, 1:] if shifted else inputs["labels"]
-    metrics["perplexity"].update(loss, (labels != -100).sum())
+    metrics["perplexity"].update(loss, (labels != IGNORE).sum())
     generator.evaluate(model, inputs, fields, metrics, states)
     return loss

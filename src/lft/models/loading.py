@@ -111,9 +111,18 @@ def load_tokenizer(model_cfg) -> PreTrainedTokenizerBase:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as err:
         raise _hub_error(model_cfg.name_or_path, err) from err
-    if tokenizer.pad_token is None:  # decoder LMs often ship without one
+    if tokenizer.pad_token is None:  # decoder LMs often ship without one: pad with EOS (align_pad_token)
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def align_pad_token(model) -> None:
+    """Give a model that has no pad token EOS as one, as load_tokenizer does its tokenizer (GPT-2, Llama): a
+    sequence classifier pools the last non-pad token, and generate() needs a pad id. Padding carries no loss."""
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = model.config.eos_token_id
+    if getattr(model, "generation_config", None) is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = model.config.pad_token_id
 
 
 def load_config(model_cfg, **overrides):

@@ -112,11 +112,12 @@ def load_run_model(run_dir, build=None, merge: bool | str = False, dequantize: b
     return model.merge_and_unload() if merge and mergeable else model
 
 
-def load_trained_model(task, model_cfg, run_dir=None):
-    """What evaluate and generate score: the base model (run_dir=None) or the run's weights, built by the task."""
+def load_trained_model(task, model_cfg, run_dir=None, encoded=None):
+    """What evaluate and generate score: the base model (run_dir=None) or the run's weights, built by the task
+    (encoded: what its encode() returned, where the data was encoded)."""
     if run_dir is None:
-        return task.build_model(model_cfg)
-    return load_run_model(run_dir, build=task.build_model, merge="auto")
+        return task.build_model(model_cfg, encoded)
+    return load_run_model(run_dir, build=lambda cfg: task.build_model(cfg, encoded), merge="auto")
 
 
 def run_model_config(run_dir: Path) -> DictConfig:

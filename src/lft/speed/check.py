@@ -43,16 +43,17 @@ def _lean_loss(model, task) -> bool:
     return isinstance(getattr(task, "first", task), CausalLMTask) and lm_parts(model) is not None
 
 
-def paths_on(model, task, device: torch.device) -> list[str]:
-    """The speed paths on for this model and task, in the contract's order."""
+def paths_on(model, task, device: torch.device, encoded=None) -> list[str]:
+    """The speed paths on for this model and task (encoded: what its encode() returned), in the contract's order."""
     on = marked(model)
     if {"one_mask_attention", "fast_dropout_masks"} <= on:
         on.add("fast_attention_dropout")  # lft's attention draws cheap masks where the model's dropouts are lft's
     if _lean_loss(model, task):
         on.add("lean_loss")
-    first = getattr(task, "first", task)
-    if getattr(first, "generator", None) is not None and getattr(first.generator, "enabled", False) and applies(
-            "prompt_states", model):
+    if encoded is not None and encoded.members:  # a mixture generates like its first member
+        encoded = next(iter(encoded.members.values()))
+    generator = encoded.generator if encoded is not None else None
+    if generator is not None and generator.enabled and applies("prompt_states", model):
         on.add("prompt_states")
     return [name for name, path in PATHS.items() if name in on and (device.type == "cpu" or not path.cpu_only)]
 

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from lft.data.labels import IGNORE
 from lft.speed.contract import applies
 
-IGNORE = -100
 CHUNK_TOKENS = 1024  # logits of one chunk: 1024 x 49,152 floats = 200 MB on SmolLM2
 
 

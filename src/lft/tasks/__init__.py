@@ -1,20 +1,11 @@
 """Task families. A task turns raw splits into batches, builds the model, and defines loss and metrics.
 
-Every task offers the same small surface, used by train() and the Lightning module:
-  name, peft_task_type
-  encode(tokenizer, seed, cache_dir=None) -> EncodedDataModule
-                                                 load, validate and tokenize data (before any model loads);
-                                                 with cache_dir, tokenized splits come from or go to its cache
-  augment                                        the run's `augment` settings (set by build_task): the
-                                                 train split's input text is augmented before tokenizing
-  build_model(model_cfg) -> nn.Module
-  head_modules(model) -> list[str]               modules a PEFT/freeze strategy keeps trainable
-  metrics() -> torchmetrics.MetricCollection
-  loss(model, batch) -> Tensor                   training loss: a mean over the batch's labelled items
-  items(batch) -> int | Tensor                   those items (tokens, rows or pairs); the datamodule's
-                                                 `row_items` counts them per row (lft/training/loss_weighting.py)
-  evaluate(model, batch, metrics) -> Tensor      validation/test loss; updates metrics
-  take_samples() -> list[dict]                   (generative tasks) rows generated since the last call
+Every task offers the `Task` protocol (tasks/protocol.py), used by train(), evaluate() and the Lightning module.
+A task is built once, by build_task, with everything it needs (data config, the run's `augment`, DPO's reference)
+and never changes after: `encode(tokenizer, seed, cache_dir)` loads, checks and tokenizes the data (before any
+model loads, leaving the tokenizer as it was) and returns an immutable `Encoded` (the datamodule, and what
+encoding learned: the label set, the generator, the prompt format), which the run passes back to
+build_model, metrics, evaluate and take_samples.
 
 `data.task` names what the data is; the model's architecture picks the code for text-to-text data:
   classification   text (+ pair) -> label                         ClassificationTask
@@ -32,36 +23,43 @@ from lft.data.augment import check_augment, is_on
 from lft.data.lengths import fit_lengths
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.classification import ClassificationTask
+from lft.tasks.mixture import MixtureTask
 from lft.tasks.preference import DpoTask, RewardTask
+from lft.tasks.protocol import Encoded, Task
 from lft.tasks.seq2seq import Seq2SeqTask
 
+__all__ = ["TASKS", "Encoded", "Task", "build_task"]
 TASKS = {"classification": ClassificationTask, "seq2seq": Seq2SeqTask, "causal_lm": CausalLMTask,
          "dpo": DpoTask, "reward": RewardTask}
 
 
-def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data"):
+def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data", policy_is_reference: bool = False
+               ) -> Task:
     """The task data_cfg names; augment (the run's `augment` settings) is applied when it encodes the train split.
 
     With model_cfg, the data's length settings are fitted to the model's positions first (data/lengths.py);
-    prefix names data_cfg in messages (a mixture's member: data.members.<name>)."""
+    prefix names data_cfg in messages (a mixture's member: data.members.<name>). policy_is_reference: DPO scored
+    on a base model (lft.evaluate), which is its own reference."""
     name = data_cfg.get("task")
-    if name == "mixture":
-        from lft.tasks.mixture import MixtureTask
-
-        return MixtureTask(data_cfg, model_cfg, augment)  # each member is built (and checked) by this function
+    if name == "mixture":  # each member is built (and checked) by this function
+        return MixtureTask(data_cfg, lambda cfg, member: build_task(cfg, model_cfg, augment, prefix=member))
     if name not in TASKS:
         raise ConfigError(f"data.task={name!r} is unknown; choose one of {', '.join([*TASKS, 'mixture'])}.")
+    augment = augment if is_on(augment) else None
     if name in ("seq2seq", "causal_lm") and model_cfg is not None:
-        task = _generative_task(name, data_cfg, model_cfg)
+        task = _generative_task(name, data_cfg, model_cfg, augment)
+    elif name == "dpo":
+        task = DpoTask(data_cfg, model_cfg, policy_is_reference=policy_is_reference)
+    elif name == "reward":
+        task = RewardTask(data_cfg)
     else:
-        task = TASKS[name](data_cfg)
+        task = TASKS[name](data_cfg, augment=augment)
     if model_cfg is not None:
         from lft.models.loading import load_config
 
         fit_lengths(data_cfg, load_config(model_cfg), model_cfg.name_or_path, prefix)
-    if is_on(augment):
+    if augment is not None:
         check_augment(augment, name)
-        task.augment = augment
     if data_cfg.get("packing") and not isinstance(task, CausalLMTask):
         raise ConfigError(f"data.packing=true packs text for decoder-only LMs (data.task=seq2seq on a decoder, or "
                           f"causal_lm); it does not apply to {type(task).__name__}. Set data.packing=false "
@@ -69,7 +67,7 @@ def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data"):
     return task
 
 
-def _generative_task(name: str, data_cfg, model_cfg):
+def _generative_task(name: str, data_cfg, model_cfg, augment):
     from lft.models.loading import is_encoder_decoder
 
     encoder_decoder = is_encoder_decoder(model_cfg)
@@ -86,5 +84,5 @@ def _generative_task(name: str, data_cfg, model_cfg):
                 "set data.template (e.g. 'Summarize: {dialogue}\\nSummary: ') so the model knows where the "
                 "response starts, or use an encoder-decoder model (model=flan_t5_base)."
             )
-        return CausalLMTask(data_cfg)
-    return TASKS[name](data_cfg)
+        return CausalLMTask(data_cfg, augment=augment)
+    return TASKS[name](data_cfg, augment=augment)

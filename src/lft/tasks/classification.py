@@ -1,9 +1,12 @@
 """Sequence classification (sentiment, topics, NLI): encoder or decoder backbone + a classification head."""
 
 import logging
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from datasets import DatasetDict
+from omegaconf import DictConfig
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
@@ -12,40 +15,40 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 from lft.config.errors import ConfigError
 from lft.data.augment import augment_train
 from lft.data.cache import cached_encoding
-from lft.data.datamodule import EncodedDataModule
+from lft.data.datamodule import datamodule_for
 from lft.data.sources import load_splits, require_columns
 from lft.data.values import classification_columns
-from lft.models.loading import load_pretrained
+from lft.models.loading import align_pad_token, load_pretrained
+from lft.tasks.protocol import Encoded
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, eq=False)
 class ClassificationTask:
-    name = "classification"
-    peft_task_type = "SEQ_CLS"
-    augment = None  # the run's `augment` settings (build_task): applied to the train split before tokenizing
-    # A list set by lft.evaluate's ensembles: evaluate() appends (logits, labels) per batch, on the CPU (rows x classes).
-    collected: list | None = None
+    """text (+ pair) -> one of data.label_names: a classification head on an encoder or decoder backbone;
+    the label set is data.label_names, or else the train split's labels (Encoded.label_names)."""
 
-    def __init__(self, data_cfg):
-        self.cfg = data_cfg
-        self.label_names: list[str] = [str(n) for n in data_cfg.label_names] if data_cfg.get("label_names") else []
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.label_names)
+    name: ClassVar[str] = "classification"
+    peft_task_type: ClassVar[str] = "SEQ_CLS"
+    cfg: DictConfig
+    augment: DictConfig | None = None  # the run's `augment` settings: applied to the train split before tokenizing
 
     # --- data ---------------------------------------------------------------------------------
-    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> EncodedDataModule:
+    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> Encoded:
         cfg = self.cfg
         encoded, metadata = cached_encoding(lambda: self._tokenize(tokenizer, seed), task=type(self).__name__,
                                             data_cfg=cfg, tokenizer=tokenizer, seed=seed, cache_dir=cache_dir,
                                             augment=self.augment)
-        self.label_names = metadata["label_names"]  # from the data when the config names none
         collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
-        return EncodedDataModule(encoded, collate, cfg.batch_size, cfg.eval_batch_size, cfg.get("num_workers", 0),
-                                 seed=seed, group_by_length=cfg.get("group_by_length", True),
-                                 stats=metadata.get("stats"))
+        datamodule = datamodule_for(cfg, encoded, collate, seed, stats=metadata.get("stats"))
+        return Encoded(datamodule, label_names=tuple(metadata["label_names"]))  # from the data when cfg names none
+
+    def label_names(self, encoded: Encoded | None) -> list[str]:
+        """The encoding's label set; without one (a model built without data), data.label_names."""
+        if encoded is not None:
+            return list(encoded.label_names)
+        return [str(n) for n in self.cfg.label_names] if self.cfg.get("label_names") else []
 
     def _tokenize(self, tokenizer, seed: int) -> tuple[DatasetDict, dict]:
         """Load and check the splits, augment train, then tokenize: (encoded splits, {"label_names", "stats"})."""
@@ -69,20 +72,20 @@ class ClassificationTask:
         return encoded, {"label_names": names, "stats": stats}
 
     # --- model --------------------------------------------------------------------------------
-    def build_model(self, model_cfg) -> nn.Module:
-        if self.num_labels < 2:
-            raise ConfigError(f"data.label_names={self.label_names}: classification needs at least two labels.")
+    def build_model(self, model_cfg, encoded: Encoded | None = None) -> nn.Module:
+        names = self.label_names(encoded)
+        if len(names) < 2:
+            raise ConfigError(f"data.label_names={names}: classification needs at least two labels.")
         model = load_pretrained(
             model_cfg,
             AutoModelForSequenceClassification,
-            num_labels=self.num_labels,
-            id2label=dict(enumerate(self.label_names)),
-            label2id={n: i for i, n in enumerate(self.label_names)},
+            num_labels=len(names),
+            id2label=dict(enumerate(names)),
+            label2id={n: i for i, n in enumerate(names)},
         )
-        if model.config.pad_token_id is None:  # decoder backbones pool the last non-pad token
-            model.config.pad_token_id = model.config.eos_token_id
+        align_pad_token(model)  # decoder backbones pool the last non-pad token
         if model_cfg.get("head"):
-            replace_head(model, model_cfg.head, self.num_labels)
+            replace_head(model, model_cfg.head, len(names))
         return model
 
     def head_modules(self, model) -> list[str]:
@@ -92,8 +95,8 @@ class ClassificationTask:
                 if name != backbone and any(True for _ in child.parameters())]
 
     # --- training and evaluation ----------------------------------------------------------------
-    def metrics(self) -> MetricCollection:
-        n = self.num_labels
+    def metrics(self, encoded: Encoded) -> MetricCollection:
+        n = len(encoded.label_names)
         return MetricCollection({
             "accuracy": MulticlassAccuracy(num_classes=n, average="micro"),
             "f1": MulticlassF1Score(num_classes=n, average="macro"),
@@ -105,12 +108,13 @@ class ClassificationTask:
     def items(self, batch) -> int:
         return len(batch["labels"])  # the loss averages over rows
 
-    def evaluate(self, model, batch, metrics: MetricCollection) -> torch.Tensor:
+    def evaluate(self, model, batch, metrics: MetricCollection, encoded: Encoded) -> torch.Tensor:
         out = model(**batch)
         metrics.update(out.logits.argmax(-1), batch["labels"])
-        if self.collected is not None:
-            self.collected.append((out.logits.detach().float().cpu(), batch["labels"].cpu()))
         return out.loss
+
+    def take_samples(self, encoded: Encoded) -> list[dict]:
+        return []  # a classifier generates no text
 
 
 def resolve_label_names(cfg, train) -> list[str]:

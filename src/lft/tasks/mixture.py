@@ -10,16 +10,18 @@ or raw text on a decoder, or text-to-text on an encoder-decoder); classification
 """
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from datasets import Dataset, DatasetDict, Features, concatenate_datasets
+from omegaconf import DictConfig
 from torchmetrics import MeanMetric
 
 from lft.config.errors import ConfigError
-from lft.data.datamodule import EncodedDataModule
+from lft.data.datamodule import datamodule_for
 from lft.data.mixture import member_configs, member_counts, mixing_probabilities, mixture_order
 from lft.evaluation.metrics import collection
+from lft.tasks.protocol import Encoded, Task
 
 log = logging.getLogger(__name__)
 TRAIN_COLUMNS = ("input_ids", "attention_mask", "labels")
@@ -42,9 +44,9 @@ class MemberMetrics(Mapping):
 
 
 class MixtureTask:
-    def __init__(self, data_cfg, model_cfg, augment=None):
-        from lft.tasks import build_task
-
+    def __init__(self, data_cfg, build_member: Callable[[DictConfig, str], Task]):
+        """build_member(member config, its key prefix in messages): the member's task (lft.tasks.build_task, with
+        the run's model and augment settings), which also checks it."""
         self.cfg = data_cfg
         self.members = {}
         for name, cfg in member_configs(data_cfg).items():
@@ -52,7 +54,7 @@ class MixtureTask:
                 raise ConfigError(f"data.mixture member {name!r} is a {cfg.get('task')} data config; mixtures train "
                                   "text generation (seq2seq or causal_lm data). Classification joins as instructions: "
                                   "use data config imdb_instruct (or write one like it).")
-            self.members[name] = build_task(cfg, model_cfg, augment=augment, prefix=f"data.members.{name}")
+            self.members[name] = build_member(cfg, f"data.members.{name}")
         kinds = {name: type(task).__name__ for name, task in self.members.items()}
         if len(set(kinds.values())) > 1:
             raise ConfigError(f"data.mixture members need the same kind of model, but they are trained as "
@@ -63,8 +65,9 @@ class MixtureTask:
         self.names = list(self.members)
 
     # --- data ---------------------------------------------------------------------------------
-    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> EncodedDataModule:
-        modules = {name: task.encode(tokenizer, seed, cache_dir=cache_dir) for name, task in self.members.items()}
+    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> Encoded:
+        members = {name: task.encode(tokenizer, seed, cache_dir=cache_dir) for name, task in self.members.items()}
+        modules = {name: encoded.datamodule for name, encoded in members.items()}
         trains = {name: m.splits["train"] for name, m in modules.items()}
         sizes = {name: len(ds) for name, ds in trains.items()}
         probabilities = mixing_probabilities(self.cfg.mixture, sizes, self.cfg.get("sampling", "weights"),
@@ -87,25 +90,24 @@ class MixtureTask:
         for m in modules.values():
             for key, value in m.stats.items():
                 stats[key] = stats.get(key, 0) + value
-        return EncodedDataModule(splits, first.collate_fn, self.cfg.batch_size, self.cfg.eval_batch_size,
-                                   self.cfg.get("num_workers", 0), seed=seed,
-                                   group_by_length=self.cfg.get("group_by_length", True),
-                                   train_collate_fn=first.train_collate_fn,
-                                   train_order=mixture_order(offsets, sizes, counts), epoch_rows=epoch_rows,
-                                   stats=stats, row_items=first.row_items)
+        datamodule = datamodule_for(self.cfg, splits, first.collate_fn, seed, train_collate_fn=first.train_collate_fn,
+                                    train_order=mixture_order(offsets, sizes, counts), epoch_rows=epoch_rows,
+                                    stats=stats, row_items=first.row_items)
+        return Encoded(datamodule, members=members)
 
     # --- model --------------------------------------------------------------------------------
-    def build_model(self, model_cfg):
-        return self.first.build_model(model_cfg)
+    def build_model(self, model_cfg, encoded: Encoded | None = None):
+        return self.first.build_model(model_cfg, encoded.members[self.names[0]] if encoded else None)
 
     def head_modules(self, model) -> list[str]:
         return self.first.head_modules(model)
 
     # --- training and evaluation ----------------------------------------------------------------
-    def metrics(self):
+    def metrics(self, encoded: Encoded):
         metrics = {}
         for name, task in self.members.items():
-            metrics.update({f"{name}/{key}": m for key, m in task.metrics().items(keep_base=True)})
+            own = task.metrics(encoded.members[name])
+            metrics.update({f"{name}/{key}": m for key, m in own.items(keep_base=True)})
             metrics[f"{name}/loss"] = MeanMetric()
         return collection(metrics)
 
@@ -115,16 +117,16 @@ class MixtureTask:
     def items(self, batch):
         return self.first.items(batch)
 
-    def evaluate(self, model, batch, metrics) -> torch.Tensor:
+    def evaluate(self, model, batch, metrics, encoded: Encoded) -> torch.Tensor:
         member = batch.pop("member")
         name = self.names[int(member[0])]
-        loss = self.members[name].evaluate(model, batch, MemberMetrics(metrics, name))
+        loss = self.members[name].evaluate(model, batch, MemberMetrics(metrics, name), encoded.members[name])
         metrics[f"{name}/loss"].update(loss.detach(), weight=len(member))
         return loss
 
-    def take_samples(self) -> list[dict]:
+    def take_samples(self, encoded: Encoded) -> list[dict]:
         return [{"task": name, **row} for name, task in self.members.items()
-                for row in (task.take_samples() if hasattr(task, "take_samples") else [])]
+                for row in task.take_samples(encoded.members[name])]
 
 
 def aligned(parts: list[Dataset]) -> list[Dataset]:

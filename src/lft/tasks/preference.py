@@ -5,7 +5,7 @@ forward pass (the batch holds them side by side; the task concatenates them).
 
 - DpoTask: a causal LM; loss only on answer tokens. The reference is the frozen starting point: the same model
   with its peft adapter switched off (no second copy), or else a separately loaded frozen copy of the base that
-  lives on the task (never in the LightningModule, so never checkpointed nor counted trainable). Its
+  the task's Reference holds (tasks/dpo_reference.py: never in the LightningModule, so never checkpointed). Its
   log-probabilities are computed without gradients and, with `data.preference.cache_reference`, once per pair.
 - RewardTask: a sequence classifier with one score, trained with the Bradley-Terry pairwise loss; an encoder
   reads "[CLS] prompt [SEP] answer [SEP]", a decoder the (chat) prompt + answer + EOS and pools its last token.
@@ -16,19 +16,17 @@ the chosen answer: comparable between a base model and a tuned one, unlike impli
 
 import hashlib
 import logging
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
-from peft import PeftModel
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from lft.config.errors import ConfigError
 from lft.data.cache import cached_encoding
-from lft.data.datamodule import EncodedDataModule
+from lft.data.datamodule import datamodule_for
+from lft.data.labels import IGNORE
 from lft.data.preference import PairEncoder, encode_pairs, load_preference_splits, parse_turns
 from lft.data.templates import chat_enabled
 from lft.losses.preference import (
@@ -40,11 +38,12 @@ from lft.losses.preference import (
     pair_accuracy,
     sequence_logps,
 )
-from lft.models.loading import is_encoder_decoder, load_pretrained
+from lft.models.loading import align_pad_token, is_encoder_decoder, load_pretrained
 from lft.tasks.classification import ClassificationTask, replace_head
+from lft.tasks.dpo_reference import Reference, reference_config
+from lft.tasks.protocol import Encoded
 
 log = logging.getLogger(__name__)
-IGNORE = -100
 SIDES = ("chosen", "rejected")
 
 
@@ -82,10 +81,8 @@ def pair_key(chosen_ids: list[int], rejected_ids: list[int]) -> int:
 class _PairTask:
     def __init__(self, data_cfg):
         self.cfg = data_cfg
-        self.model_cfg = None
 
-    def _datamodule(self, tokenizer, seed: int, encoder: PairEncoder, to_features,
-                    cache_dir: str | None) -> EncodedDataModule:
+    def _encoded(self, tokenizer, seed: int, encoder: PairEncoder, to_features, cache_dir: str | None) -> Encoded:
         cfg = self.cfg
 
         def tokenize():
@@ -93,11 +90,9 @@ class _PairTask:
 
         encoded, _ = cached_encoding(tokenize, task=type(self).__name__, data_cfg=cfg, tokenizer=tokenizer, seed=seed,
                                      cache_dir=cache_dir)
-        return EncodedDataModule(encoded, PairCollator(tokenizer.pad_token_id), cfg.batch_size, cfg.eval_batch_size,
-                                 cfg.get("num_workers", 0), seed=seed,
-                                 group_by_length=cfg.get("group_by_length", True))
+        return Encoded(datamodule_for(cfg, encoded, PairCollator(tokenizer.pad_token_id), seed))
 
-    def evaluate(self, model, batch, metrics) -> torch.Tensor:
+    def evaluate(self, model, batch, metrics, encoded: Encoded) -> torch.Tensor:
         loss, chosen, rejected, extra = self.forward(model, batch)
         metrics["preference_accuracy"].update(pair_accuracy(chosen, rejected))
         metrics["reward_margin"].update(chosen - rejected)
@@ -111,35 +106,37 @@ class _PairTask:
     def items(self, batch) -> int:
         return len(batch["pair_key"])  # the loss averages over pairs
 
+    def take_samples(self, encoded: Encoded) -> list[dict]:
+        return []  # pairs are scored, not generated
+
 
 class DpoTask(_PairTask):
     name = "dpo"
     peft_task_type = "CAUSAL_LM"
 
-    def __init__(self, data_cfg):
+    def __init__(self, data_cfg, model_cfg=None, policy_is_reference: bool = False):
+        """model_cfg: the policy's starting point, which is the reference unless data.preference.reference names
+        another; policy_is_reference: lft.evaluate scoring a base model (one forward, implicit rewards 0)."""
         super().__init__(data_cfg)
         pref = data_cfg.get("preference") or {}
         self.loss_type = pref.get("loss", "sigmoid")
         self.beta = float(pref.get("beta", 0.1))
         self.label_smoothing = float(pref.get("label_smoothing", 0.0))
         self.gamma = float(pref.get("simpo_gamma", 0.5))
-        self.cache_reference = bool(pref.get("cache_reference", True))
-        self.reference_path = pref.get("reference")
-        self.cache_file = Path(pref["reference_cache_file"]) if pref.get("reference_cache_file") else None
-        # lft.evaluate sets it for a base model: the policy is its own reference (one forward, rewards 0).
-        self.policy_is_reference = False
         if self.loss_type not in DPO_LOSSES:
             raise ConfigError(f"data.preference.loss={self.loss_type!r}: choose one of {', '.join(DPO_LOSSES)}.")
         if self.beta <= 0:
             raise ConfigError(f"data.preference.beta={self.beta} must be positive (0.1 is usual for DPO).")
         if not 0 <= self.label_smoothing < 0.5:
             raise ConfigError(f"data.preference.label_smoothing={self.label_smoothing} must be in [0, 0.5).")
-        self.reference: nn.Module | None = None  # frozen base for non-peft policies, loaded on first use
-        self.reference_cache: dict[int, tuple[float, float]] | None = None  # pair_key -> summed log-probs
+        cache_file = pref.get("reference_cache_file")
+        starting_point = reference_config(model_cfg, pref.get("reference")) if model_cfg is not None else None
+        self.reference = Reference(starting_point, cache=bool(pref.get("cache_reference", True)),
+                                   cache_file=Path(cache_file) if cache_file else None,
+                                   policy_is_reference=policy_is_reference)
 
     # --- data ---------------------------------------------------------------------------------
-    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> EncodedDataModule:
-        tokenizer.padding_side = "right"
+    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> Encoded:
         encoder = PairEncoder(self.cfg, tokenizer, eos=True)
         log.info("Prompt format: %s", "chat template" if encoder.chat else "plain text")
 
@@ -151,7 +148,7 @@ class DpoTask(_PairTask):
                             f"{side}_labels": [IGNORE] * len(pair.prompt) + answer})
             return {**out, "pair_key": pair_key(out["chosen_input_ids"], out["rejected_input_ids"])}
 
-        return self._datamodule(tokenizer, seed, encoder, features, cache_dir)
+        return self._encoded(tokenizer, seed, encoder, features, cache_dir)
 
     def prompt_ids(self, tokenizer, prompt: str) -> list[int]:
         """A prompt (an HH-style dialogue or plain text) formatted as in training: for lft.generate."""
@@ -159,22 +156,19 @@ class DpoTask(_PairTask):
         return PairEncoder(self.cfg, tokenizer, eos=True).prompt_ids(turns)
 
     # --- model --------------------------------------------------------------------------------
-    def build_model(self, model_cfg) -> nn.Module:
-        if self.model_cfg is None:  # the first model built is the starting point, i.e. the reference
-            self.model_cfg = reference_config(model_cfg, self.reference_path)
+    def build_model(self, model_cfg, encoded: Encoded | None = None) -> nn.Module:
         if is_encoder_decoder(model_cfg):
             raise ConfigError(f"data.task=dpo needs a decoder-only model; {model_cfg.name_or_path!r} is an "
                               "encoder-decoder. Use model=smollm2_135m (or another causal LM).")
         model = load_pretrained(model_cfg, AutoModelForCausalLM)
-        if model.config.pad_token_id is None:
-            model.config.pad_token_id = model.config.eos_token_id
+        align_pad_token(model)
         return model
 
     def head_modules(self, model) -> list[str]:
         return []
 
     # --- training and evaluation ----------------------------------------------------------------
-    def metrics(self) -> MetricCollection:
+    def metrics(self, encoded: Encoded) -> MetricCollection:
         names = ("preference_accuracy", "reward_margin", "chosen_logps", "rejected_logps", "logp_accuracy")
         return MetricCollection({n: MeanMetric() for n in names}, compute_groups=False)
 
@@ -187,7 +181,7 @@ class DpoTask(_PairTask):
         policy = averages if self.loss_type in LENGTH_NORMALIZED else logps
         ref = (None, None)
         if self.loss_type not in REFERENCE_FREE:
-            ref_logps = self.reference_logps(model, batch, inputs, labels, logps.detach())
+            ref_logps = self.reference.logps(model, batch["pair_key"], inputs, labels, logps.detach())
             ref = (ref_logps / counts.clamp(min=1)) if self.loss_type in LENGTH_NORMALIZED else ref_logps
             ref = (ref[:n], ref[n:])
         losses, chosen, rejected = dpo_loss(policy[:n], policy[n:], *ref, beta=self.beta, loss_type=self.loss_type,
@@ -196,99 +190,12 @@ class DpoTask(_PairTask):
                  "logp_accuracy": pair_accuracy(averages[:n].detach(), averages[n:].detach())}
         return losses.mean(), chosen, rejected, extra
 
-    @torch.no_grad()
-    def reference_logps(self, model, batch, inputs, labels, policy_logps) -> torch.Tensor:
-        """Summed answer log-probabilities under the reference, [chosen..., rejected...]: cached, or one forward."""
-        keys = batch["pair_key"].tolist()
-        n = len(keys)
-        cache = self._cache()
-        if cache is not None and all(k in cache for k in keys):
-            values = torch.tensor([cache[k] for k in keys], device=labels.device, dtype=policy_logps.dtype)
-            return torch.cat([values[:, 0], values[:, 1]])
-        if self.policy_is_reference:
-            logps = policy_logps
-        else:
-            with self.reference_model(model) as reference:
-                logps = sequence_logps(reference(**inputs).logits, labels)[0]
-        if cache is not None:
-            cache.update(zip(keys, zip(logps[:n].tolist(), logps[n:].tolist(), strict=True), strict=True))
-            self._save_cache()
-        return logps
-
-    def _cache(self) -> dict | None:
-        if not self.cache_reference:
-            return None
-        if self.reference_cache is None:
-            self.reference_cache = {}
-            if self.cache_file and self.cache_file.exists():
-                saved = torch.load(self.cache_file, weights_only=True)  # plain data: nothing to run
-                if saved.get("reference") == self._reference_name():
-                    self.reference_cache = saved["logps"]
-                    log.info("DPO reference log-probabilities of %d pairs read from %s.", len(saved["logps"]),
-                             self.cache_file)
-                else:
-                    log.warning("%s holds another reference's log-probabilities (%s); recomputing.", self.cache_file,
-                                saved.get("reference"))
-        return self.reference_cache
-
-    def _save_cache(self) -> None:
-        if self.cache_file:
-            self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"reference": self._reference_name(), "logps": self.reference_cache}, self.cache_file)
-
-    def _reference_name(self) -> str:
-        cfg = self.model_cfg
-        return f"{cfg.name_or_path}:{cfg.get('gguf_file') or ''}" if cfg is not None else ""
-
-    @contextmanager
-    def reference_model(self, model):
-        """The frozen starting point, in eval mode (no dropout): adapter off, or the separate frozen copy."""
-        if isinstance(model, PeftModel):
-            training = model.training
-            model.eval()
-            try:
-                with model.disable_adapter():
-                    yield model
-            finally:
-                model.train(training)
-            return
-        if self.reference is None:
-            log.info("DPO reference: a frozen copy of %s (the policy has no adapter to switch off).",
-                     self.model_cfg.name_or_path)
-            self.reference = self.build_reference()
-        device = next(model.parameters()).device
-        if next(self.reference.parameters()).device != device:  # Lightning moves the policy only
-            self.reference.to(device)
-        yield self.reference
-
-    def build_reference(self) -> nn.Module:
-        reference = load_pretrained(self.model_cfg, AutoModelForCausalLM).eval()
-        for param in reference.parameters():
-            param.requires_grad_(False)
-        return reference
-
-
-def reference_config(model_cfg, override=None):
-    """The DPO reference's model config: `override` (a folder or Hub id), else the base an lft run started from
-    (when `model_cfg` points at a run's model/ folder, as lft.evaluate does for full fine-tunes), else model_cfg."""
-    from lft.runs import layout
-    from lft.runs.folder import load_run_config
-
-    if override:
-        return OmegaConf.merge(model_cfg, {"name_or_path": str(override), "gguf_file": None})
-    folder = Path(str(model_cfg.name_or_path))
-    if folder.name == layout.MODEL and (folder.parent / layout.CONFIG).exists():
-        return load_run_config(folder.parent).model
-    return model_cfg
-
-
 class RewardTask(_PairTask):
     name = "reward"
     peft_task_type = "SEQ_CLS"
 
     # --- data ---------------------------------------------------------------------------------
-    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> EncodedDataModule:
-        tokenizer.padding_side = "right"
+    def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> Encoded:
         chat = chat_enabled(self.cfg.get("chat_template", "auto"), tokenizer)
         # Plain text: the tokenizer's own pair format ([CLS] prompt [SEP] answer [SEP]); chat: prompt + answer + EOS.
         reserve = 0 if chat else tokenizer.num_special_tokens_to_add(pair=True)
@@ -308,14 +215,13 @@ class RewardTask(_PairTask):
                     out[f"{side}_token_type_ids"] = enc["token_type_ids"]
             return {**out, "pair_key": pair_key(out["chosen_input_ids"], out["rejected_input_ids"])}
 
-        return self._datamodule(tokenizer, seed, encoder, features, cache_dir)
+        return self._encoded(tokenizer, seed, encoder, features, cache_dir)
 
     # --- model --------------------------------------------------------------------------------
-    def build_model(self, model_cfg) -> nn.Module:
+    def build_model(self, model_cfg, encoded: Encoded | None = None) -> nn.Module:
         model = load_pretrained(model_cfg, AutoModelForSequenceClassification, num_labels=1,
                                 id2label={0: "reward"}, label2id={"reward": 0})
-        if model.config.pad_token_id is None:  # decoder backbones pool the last non-pad token
-            model.config.pad_token_id = model.config.eos_token_id
+        align_pad_token(model)  # decoder backbones pool the last non-pad token
         if model_cfg.get("head"):
             replace_head(model, model_cfg.head, 1)
         return model
@@ -324,7 +230,7 @@ class RewardTask(_PairTask):
         return ClassificationTask.head_modules(self, model)
 
     # --- training and evaluation ----------------------------------------------------------------
-    def metrics(self) -> MetricCollection:
+    def metrics(self, encoded: Encoded) -> MetricCollection:
         names = ("preference_accuracy", "reward_margin", "chosen_reward", "rejected_reward")
         return MetricCollection({n: MeanMetric() for n in names}, compute_groups=False)
 

@@ -48,12 +48,13 @@ def train(cfg: DictConfig) -> dict:
     # paths.cache_dir (data.cache), so a second run with the same data and tokenizer skips tokenizing.
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model, augment=cfg.get("augment"))
-    datamodule = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.get("cache_dir"))
+    encoded = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.get("cache_dir"))
+    datamodule = encoded.datamodule
     # A strategy may swap the task too (distillation wraps its loss with the teacher's).
-    model, task = apply_strategy(task.build_model(cfg.model), cfg.strategy, task)
+    model, task = apply_strategy(task.build_model(cfg.model, encoded), cfg.strategy, task)
     if cfg.get("compile"):
         log.info("Compiled %d transformer blocks (torch.compile).", compile_blocks(model))
-    module = FineTuneModule(model, task, instantiate(cfg.optimizer), cfg.scheduler)
+    module = FineTuneModule(model, task, instantiate(cfg.optimizer), cfg.scheduler, encoded)
 
     callbacks = run_callbacks(cfg, model)
     loggers = build_loggers(cfg.get("logger"), cfg.get("task_name")) or False

@@ -1,4 +1,5 @@
-"""The one LightningModule: a Hugging Face model, a task (loss and metrics), an optimizer and a schedule."""
+"""The one LightningModule: a Hugging Face model, a task (loss and metrics) with its encoded data, an optimizer
+and a schedule."""
 
 import time
 from functools import partial
@@ -15,16 +16,17 @@ NO_DECAY = ("bias", "norm", "ln_")  # parameter-name fragments that skip weight 
 
 
 class FineTuneModule(L.LightningModule):
-    def __init__(self, model: torch.nn.Module, task, optimizer: partial, scheduler_cfg):
+    def __init__(self, model: torch.nn.Module, task, optimizer: partial, scheduler_cfg, encoded):
         super().__init__()
         self.model = model
         self.task = task
+        self.encoded = encoded  # what task.encode() returned: the task's metrics and evaluation read it
         self.optimizer_factory = optimizer
         # The base learning rate, an attribute so Lightning's LearningRateFinder (tune.lr=find) can set it.
         self.lr = optimizer.keywords.get("lr") if optimizer else None
         self.scheduler_cfg = scheduler_cfg
-        self.val_metrics = task.metrics().clone(prefix="val/")
-        self.test_metrics = task.metrics().clone(prefix="test/")
+        self.val_metrics = task.metrics(encoded).clone(prefix="val/")
+        self.test_metrics = task.metrics(encoded).clone(prefix="test/")
         # Checkpoints keep only trainable weights (see on_save_checkpoint), so loading is partial.
         self.strict_loading = False
         # Generated rows of the last evaluation per stage (generative tasks), for lft.evaluate.
@@ -60,7 +62,7 @@ class FineTuneModule(L.LightningModule):
         self._evaluate(batch, self.test_metrics, "test")
 
     def _evaluate(self, batch, metrics, stage: str):
-        loss = self.task.evaluate(self.model, batch, metrics)
+        loss = self.task.evaluate(self.model, batch, metrics, self.encoded)
         n = _batch_size(batch)
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=True, batch_size=n)
         self.log_dict(metrics, prog_bar=True, batch_size=n)
@@ -72,8 +74,7 @@ class FineTuneModule(L.LightningModule):
         self._log_samples("test")
 
     def _log_samples(self, stage: str):
-        take = getattr(self.task, "take_samples", None)  # only generative tasks generate text
-        rows = take() if take else []
+        rows = self.task.take_samples(self.encoded)  # only generative tasks generate text
         if rows:
             self.samples[stage] = rows
             if self.trainer.is_global_zero:
