@@ -14,9 +14,9 @@ import logging
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from lft.config.compose import compose
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
 from lft.data.templates import PromptBuilder, Template, chat_enabled
@@ -54,9 +54,7 @@ def load_cfg(args: dict):
         return load_run_config(args["run"])
     model = args["model"]
     override = f"model={model}" if (CONFIG_DIR / "model" / f"{model}.yaml").exists() else f"model.name_or_path={model}"
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[override, f"data={args.get('data', 'dialogsum')}", "paths.output_dir=."])
-    return cfg
+    return compose("train", overrides=[override, f"data={args.get('data', 'dialogsum')}", "paths.output_dir=."])
 
 
 def read_prompts(args: dict) -> list[dict | str]:

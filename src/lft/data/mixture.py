@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from lft.config.compose import group_option
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
 
@@ -25,19 +26,11 @@ def data_config_names() -> list[str]:
 
 
 def load_data_config(name: str) -> DictConfig:
-    """conf/data/<name>.yaml with its defaults list merged (data configs extend one another: alpaca < dialogsum)."""
-    path = CONFIG_DIR / "data" / f"{name}.yaml"
-    if name == "mixture" or not path.exists():
+    """conf/data/<name>.yaml with its defaults list applied (data configs extend one another: alpaca < dialogsum)."""
+    if name == "mixture" or not (CONFIG_DIR / "data" / f"{name}.yaml").exists():
         raise ConfigError(f"{name!r} is not a data config (conf/data/<name>.yaml); choose from "
                           f"{', '.join(data_config_names())}.")
-    raw = OmegaConf.load(path)
-    defaults = list(raw.pop("defaults", None) or ["_self_"])
-    if "_self_" not in defaults:
-        defaults.append("_self_")
-    merged = OmegaConf.create()
-    for entry in defaults:
-        merged = OmegaConf.merge(merged, raw if entry == "_self_" else load_data_config(str(entry)))
-    return merged
+    return group_option("data", name)
 
 
 def data_config(name: str, settings=None) -> DictConfig:
