@@ -30,7 +30,7 @@ from lft.callbacks import NonFiniteLossError
 from lft.callbacks.trial_pruning import PRUNED, trial_pruning
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
-from lft.config.validate import check_config
+from lft.config.validate import validate
 from lft.models.loading import load_tokenizer
 from lft.runs.folder import save_config, save_manifest, save_metrics, save_weights
 from lft.runs.memory import peak_memory_mb, reset_peak_memory
@@ -62,7 +62,7 @@ class RunStopped(Exception):
 
 def train(cfg: DictConfig) -> dict:
     """Fit, test the best checkpoint, and write the run folder. Returns the final metrics."""
-    check_config(cfg)
+    validate(cfg, "train")
     reset_peak_memory()  # this run's peak, not an earlier sweep job's in the same process
     run_dir = Path(cfg.paths.output_dir)
     resume = cfg.get("resume")

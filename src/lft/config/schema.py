@@ -9,6 +9,7 @@ an example of a good value; check_schema reports the first that breaks its rule 
 import codecs
 import difflib
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,11 +94,15 @@ BETAS = rule(lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(b)
              "two numbers in [0, 1), e.g. [0.9, 0.999]")
 
 
+NO_DEFAULT = object()
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str  # dotted path in the composed config; settings a config lacks are skipped
     rule: Rule
     example: str
+    default: object = NO_DEFAULT  # where no conf/ file sets the key (an entry point's own arguments)
 
 
 SETTINGS = [
@@ -200,6 +205,22 @@ SETTINGS = [
     Setting("augment.generate.top_p", number(0, 1, low_open=True, high_open=False), "0.9"),
 ]
 
+# Entry points that take key=value arguments of their own instead of a composed config: their keys and defaults
+# (None: required).
+ENTRY_SETTINGS = {
+    "export": [
+        Setting("run", TEXT, "outputs/train/runs/<time>", default=None),
+        Setting("out", TEXT, "exported", default=None),
+        Setting("merge", BOOL, "true", default=True),
+        Setting("force", BOOL, "false", default=False),
+    ],
+}
+
+
+def entry_defaults(entry: str) -> dict:
+    return {s.key: s.default for s in ENTRY_SETTINGS[entry]}
+
+
 # Groups whose keys only lft reads: a key no file of the group sets is a typo (added with +key=...).
 KEYED_GROUPS = ("data", "model", "scheduler", "strategy", "augment")
 # Dicts whose keys are names, not settings (a mixture's members): their reader checks them.
@@ -217,7 +238,22 @@ def check_schema(cfg) -> None:
     for group in TARGET_GROUPS:
         if group in cfg:
             _check_arguments(cfg[group], group)
-    for setting in SETTINGS:
+    check_settings(cfg, SETTINGS)
+    _check_precision_and_accelerator(cfg.get("trainer") or {})
+
+
+def check_data_config(data_cfg, shown_as: str) -> None:
+    """A data config built from a name and settings (a mixture's member, a retention set), checked as data is;
+    the message names its keys as the user sets them: `<shown_as>.<key>`."""
+    try:
+        check_schema(OmegaConf.create({"data": data_cfg}))
+    except ConfigError as err:
+        raise ConfigError(re.sub(r"\bdata\.", f"{shown_as}.", str(err))) from None
+
+
+def check_settings(cfg, settings: list[Setting]) -> None:
+    """Raise ConfigError for the first value that breaks its setting's rule (settings cfg lacks are skipped)."""
+    for setting in settings:
         value = OmegaConf.select(cfg, setting.key, default=_ABSENT)
         if value is _ABSENT:
             continue
@@ -226,7 +262,6 @@ def check_schema(cfg) -> None:
         if not setting.rule.accepts(value):
             raise ConfigError(f"{setting.key}={value!r} must be {setting.rule.says} "
                               f"(e.g. {setting.key}={setting.example}).")
-    _check_precision_and_accelerator(cfg.get("trainer") or {})
 
 
 def _check_known_keys(node: DictConfig, path: str) -> None:
