@@ -123,9 +123,9 @@ def check_tune(cfg) -> None:
         raise ConfigError(f"{what} with resume=: a resumed run keeps the batch size and learning rate it started "
                           "with (its config.yaml holds the values found then); drop the tune settings.")
     trainer = cfg.trainer
-    devices, strategy = trainer.get("devices", 1), trainer.get("strategy", "auto")
+    devices, strategy = trainer.devices, trainer.strategy  # every conf/trainer file sets both and num_nodes
     one_device = devices == 1 or (OmegaConf.is_list(devices) and len(devices) == 1)
-    if not one_device or trainer.get("num_nodes", 1) != 1 or strategy not in ("auto", "single_device"):
+    if not one_device or trainer.num_nodes != 1 or strategy not in ("auto", "single_device"):
         raise ConfigError(f"{what} runs on one device only (Lightning's tuner does not support DDP, FSDP or "
                           "DeepSpeed); find the values with trainer=default (trainer.devices=1), then pass them to "
                           "the multi-device run as data.batch_size=... optimizer.lr=....")

@@ -18,8 +18,6 @@ from lft.config.compose import group_option
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
 
-SAMPLING = ("weights", "proportional", "temperature")
-
 
 def data_config_names() -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / "data").glob("*.yaml") if p.stem != "mixture")
@@ -66,17 +64,14 @@ def check_weights(weights: Mapping[str, float]) -> None:
 
 def mixing_probabilities(weights: Mapping[str, float], sizes: Mapping[str, int], sampling: str,
                          temperature: float = 1.0) -> dict[str, float]:
-    """weights: as given; proportional: by training rows; temperature: rows^(1/T) (T > 1 lifts small members)."""
-    if sampling not in SAMPLING:
-        raise ConfigError(f"data.sampling={sampling!r} must be one of {', '.join(SAMPLING)}.")
+    """weights: as given; proportional: by training rows; temperature: rows^(1/T) (T > 1 lifts small members).
+    lft.config.validate has refused other samplings and temperatures <= 0."""
     check_weights(weights)
     if sampling == "weights":
         raw = {name: float(w) for name, w in weights.items()}
     elif sampling == "proportional":
         raw = {name: float(sizes[name]) for name in weights}
     else:
-        if not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise ConfigError(f"data.temperature={temperature!r} must be a number > 0 (e.g. data.temperature=2).")
         raw = {name: float(sizes[name]) ** (1.0 / temperature) for name in weights}
     total = sum(raw.values())
     return {name: w / total for name, w in raw.items()}
