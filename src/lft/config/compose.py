@@ -30,6 +30,6 @@ def compose(config_name: str = "train", overrides: Sequence[str] = ()) -> DictCo
 
 
 def group_option(group: str, name: str) -> DictConfig:
-    """conf/<group>/<name>.yaml with its defaults list applied, as a plain (non-struct, unresolved) config of its own."""
+    """conf/<group>/<name>.yaml with its defaults list applied: a plain config of its own (not struct, unresolved)."""
     node = compose(f"{group}/{name}")[group]
     return OmegaConf.create(OmegaConf.to_container(node, resolve=False))

@@ -102,7 +102,7 @@ class Setting:
     key: str  # dotted path in the composed config; settings a config lacks are skipped
     rule: Rule
     example: str
-    default: object = NO_DEFAULT  # where no conf/ file sets the key (an entry point's own arguments)
+    default: object = NO_DEFAULT  # what readers assume where a config lacks the key (see default())
 
 
 SETTINGS = [
@@ -149,13 +149,13 @@ SETTINGS = [
     Setting("data.max_prompt_length", integer(1), "192"),
     *(Setting(f"data.{key}", integer(1) | NULL, "1000") for key in ("train_size", "val_size", "test_size")),
     Setting("data.encoding", CODEC, "latin-1"),
-    Setting("data.val_fraction", number(0, 1), "0.1"),
+    Setting("data.val_fraction", number(0, 1), "0.1", default=0.1),
     Setting("data.num_workers", integer(0), "2"),
     *(Setting(f"data.{key}", TEXT, "text") for key in ("text_column", "label_column", "target_column")),
     Setting("data.text_pair_column", TEXT | NULL, "hypothesis"),
     Setting("data.label_names", LABELS, "[negative,positive]"),
-    Setting("data.long_targets", one_of("error", "truncate", "drop"), "truncate"),
-    Setting("data.chat_template", one_of("auto", True, False), "auto"),
+    Setting("data.long_targets", one_of("error", "truncate", "drop"), "truncate", default="error"),
+    Setting("data.chat_template", one_of("auto", True, False), "auto", default="auto"),
     Setting("data.train_on_inputs", BOOL, "false"),
     Setting("data.group_by_length", BOOL, "true"),
     Setting("data.packing", BOOL, "true"),
@@ -163,7 +163,7 @@ SETTINGS = [
     Setting("data.sampling", one_of("weights", "proportional", "temperature"), "proportional"),
     Setting("data.temperature", number(0, low_open=True), "2"),
     Setting("data.epoch_rows", integer(1) | NULL, "10000"),
-    Setting("data.max_bad_fraction", number(0, 1, high_open=False), "0.05"),
+    Setting("data.max_bad_fraction", number(0, 1, high_open=False), "0.05", default=0.05),
     Setting("callbacks.last_checkpoint.every_n_steps", integer(0), "50"),
     Setting("data.generate.max_new_tokens", integer(1), "64"),
     Setting("data.generate.num_beams", integer(1), "4"),
@@ -219,6 +219,12 @@ ENTRY_SETTINGS = {
 
 def entry_defaults(entry: str) -> dict:
     return {s.key: s.default for s in ENTRY_SETTINGS[entry]}
+
+
+def default(key: str):
+    """The value a setting takes where a config lacks it: not every data config sets data.long_targets (a
+    classification set has no targets), so its reader falls back to this one home of the default."""
+    return next(s.default for s in SETTINGS if s.key == key and s.default is not NO_DEFAULT)
 
 
 # Groups whose keys only lft reads: a key no file of the group sets is a typo (added with +key=...).

@@ -10,6 +10,7 @@ import logging
 from datasets import Dataset, DatasetDict
 
 from lft.config.errors import ConfigError
+from lft.config.schema import default
 from lft.data.sources import load_splits
 from lft.data.templates import Template, get_template
 from lft.data.values import MISSING, kind, text_to_text_columns
@@ -90,7 +91,8 @@ def limit_long_targets(cfg, encoded: DatasetDict) -> DatasetDict:
 
     Validation/test targets are only truncated: their metrics use the full reference text.
     """
-    policy = cfg.get("long_targets", "error")  # error, truncate or drop: lft.config.validate refused any other
+    # error, truncate or drop: lft.config.validate refused any other value
+    policy = cfg.get("long_targets", default("data.long_targets"))
     n_long = sum(encoded["train"]["too_long"])
     if n_long and policy == "error":
         raise ConfigError(
