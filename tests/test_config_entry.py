@@ -124,3 +124,14 @@ def test_named_data_sets_are_checked_as_data_is(make_cfg, overrides, match):
         validate(make_cfg(*overrides), "train")
     good = [o for o in overrides if not o.startswith(("+data.members", "forgetting.retention"))]
     validate(make_cfg(*good), "train")  # the same sets with their own settings pass
+
+
+def test_every_default_in_the_schema_follows_its_own_rule():
+    from lft.config.schema import ENTRY_SETTINGS, NO_DEFAULT, SETTINGS
+
+    with_defaults = [s for s in SETTINGS if s.default is not NO_DEFAULT]
+    assert with_defaults
+    for setting in with_defaults:
+        assert setting.rule.accepts(setting.default), setting.key
+    for setting in ENTRY_SETTINGS["export"]:  # None marks a required argument
+        assert setting.default is None or setting.rule.accepts(setting.default), setting.key
