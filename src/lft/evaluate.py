@@ -19,6 +19,7 @@ from omegaconf import DictConfig, open_dict
 from lft.callbacks.test_logits import TestLogits
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
+from lft.config.validate import validate
 from lft.evaluation.ensemble import check_members, classification_result, generation_result
 from lft.models.loading import load_tokenizer
 from lft.reports.results import append_row, format_table
@@ -31,6 +32,7 @@ log = logging.getLogger("lft")
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    validate(cfg, "evaluate")
     if cfg.get("runs"):
         return evaluate_ensemble(cfg)
     row, module, _ = score(cfg, cfg.get("run"))
@@ -102,9 +104,6 @@ def check_labels(encoded, run, labels) -> None:
 
 def evaluate_ensemble(cfg: DictConfig) -> dict:
     """Score each run of `runs` (a row each, files under members/<i>/), then their ensemble on the same rows."""
-    if cfg.get("run"):
-        raise ConfigError("Give either run=<run dir> (one model) or runs=[<run a>,<run b>,...] (an ensemble), "
-                          "not both.")
     runs = [str(r) for r in cfg.runs]
     shared = check_members(runs)  # before any weights load
     names = member_names(runs)

@@ -10,22 +10,19 @@ import sys
 from omegaconf import OmegaConf
 
 from lft.config.errors import ConfigError
+from lft.config.schema import entry_defaults
+from lft.config.validate import validate
 from lft.runs.export import export
 
 __all__ = ["export", "main", "parse"]
 log = logging.getLogger("lft")
-DEFAULTS = {"run": None, "out": None, "merge": True, "force": False}
+DEFAULTS = entry_defaults("export")
 
 
 def parse(argv: list[str]) -> dict:
     """key=value arguments, as the other entry points take them; unknown keys are refused."""
     args = OmegaConf.merge(OmegaConf.create(DEFAULTS), OmegaConf.from_dotlist(argv))
-    unknown = set(args) - set(DEFAULTS)
-    if unknown:
-        raise ConfigError(f"unknown argument(s) {sorted(unknown)}; use {', '.join(f'{k}=' for k in DEFAULTS)}.")
-    for key in ("run", "out"):
-        if not args[key]:
-            raise ConfigError(f"{key}= is required: python -m lft.export run=<run dir> out=<new dir> [merge=true].")
+    validate(args, "export")
     return OmegaConf.to_container(args)
 
 

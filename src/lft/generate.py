@@ -14,11 +14,13 @@ import logging
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
+from lft.config.compose import compose
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
+from lft.config.schema import default
+from lft.config.validate import validate
 from lft.data.templates import PromptBuilder, Template, chat_enabled
 from lft.generation.generator import Generator
 from lft.models.loading import load_tokenizer
@@ -54,9 +56,7 @@ def load_cfg(args: dict):
         return load_run_config(args["run"])
     model = args["model"]
     override = f"model={model}" if (CONFIG_DIR / "model" / f"{model}.yaml").exists() else f"model.name_or_path={model}"
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[override, f"data={args.get('data', 'dialogsum')}", "paths.output_dir=."])
-    return cfg
+    return compose("train", overrides=[override, f"data={args.get('data', 'dialogsum')}", "paths.output_dir=."])
 
 
 def read_prompts(args: dict) -> list[dict | str]:
@@ -76,7 +76,8 @@ def prompt_ids(item: dict | str, task, tokenizer, fmt: str) -> list[int]:
         return task.prompt_ids(tokenizer, item if isinstance(item, str) else str(item.get("prompt", "")))
     if fmt == "raw" or (isinstance(task, CausalLMTask) and task.raw_text):
         return tokenizer(item if isinstance(item, str) else json.dumps(item))["input_ids"]
-    chat = isinstance(task, CausalLMTask) and chat_enabled(data.get("chat_template", "auto"), tokenizer)
+    chat_template = data.get("chat_template", default("data.chat_template"))
+    chat = isinstance(task, CausalLMTask) and chat_enabled(chat_template, tokenizer)
     if fmt == "chat":
         return PromptBuilder(Template("{text}"), tokenizer, None, chat=chat).build({"text": str(item)})[1]
     builder = task.prompt_builder(tokenizer)
@@ -85,17 +86,32 @@ def prompt_ids(item: dict | str, task, tokenizer, fmt: str) -> list[int]:
     return builder.build(item)[1]
 
 
+def generate_settings(args: dict) -> dict:
+    """The data.generate overrides among the arguments; a value that is not a number stays text, for validate()
+    to refuse with the key's rule."""
+    settings = {}
+    for key, cast in (("max_new_tokens", int), ("num_beams", int), ("temperature", float), ("top_p", float)):
+        if key in args:
+            try:
+                settings[key] = cast(args[key])
+            except ValueError:
+                settings[key] = args[key]
+    if "do_sample" in args:
+        settings["do_sample"] = args["do_sample"].lower() in ("1", "true", "yes")
+    return settings
+
+
 def generate(args: dict) -> list[str]:
     cfg = load_cfg(args)
+    overrides = generate_settings(args)
+    if overrides:
+        with open_dict(cfg):
+            cfg.data.generate = OmegaConf.merge(cfg.data.get("generate") or {}, overrides)
+    validate(cfg, "generate")
     tokenizer = load_tokenizer(cfg.model)
     task = build_task(cfg.data, cfg.model)
     model = load_trained_model(task, cfg.model, args.get("run")).eval()
     settings = OmegaConf.to_container(cfg.data.get("generate") or OmegaConf.create({}), resolve=True)
-    for key, cast in (("max_new_tokens", int), ("num_beams", int), ("temperature", float), ("top_p", float)):
-        if key in args:
-            settings[key] = cast(args[key])
-    if "do_sample" in args:
-        settings["do_sample"] = args["do_sample"].lower() in ("1", "true", "yes")
     generator = Generator(tokenizer, OmegaConf.create(settings), decoder_only=isinstance(task, (CausalLMTask, DpoTask)))
     items = read_prompts(args)
     return generator.generate(model, [prompt_ids(item, task, tokenizer, args["format"]) for item in items])

@@ -9,6 +9,7 @@ an example of a good value; check_schema reports the first that breaks its rule 
 import codecs
 import difflib
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,11 +94,15 @@ BETAS = rule(lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(b)
              "two numbers in [0, 1), e.g. [0.9, 0.999]")
 
 
+NO_DEFAULT = object()
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str  # dotted path in the composed config; settings a config lacks are skipped
     rule: Rule
     example: str
+    default: object = NO_DEFAULT  # what readers assume where a config lacks the key (see default())
 
 
 SETTINGS = [
@@ -144,13 +149,13 @@ SETTINGS = [
     Setting("data.max_prompt_length", integer(1), "192"),
     *(Setting(f"data.{key}", integer(1) | NULL, "1000") for key in ("train_size", "val_size", "test_size")),
     Setting("data.encoding", CODEC, "latin-1"),
-    Setting("data.val_fraction", number(0, 1), "0.1"),
+    Setting("data.val_fraction", number(0, 1), "0.1", default=0.1),
     Setting("data.num_workers", integer(0), "2"),
     *(Setting(f"data.{key}", TEXT, "text") for key in ("text_column", "label_column", "target_column")),
     Setting("data.text_pair_column", TEXT | NULL, "hypothesis"),
     Setting("data.label_names", LABELS, "[negative,positive]"),
-    Setting("data.long_targets", one_of("error", "truncate", "drop"), "truncate"),
-    Setting("data.chat_template", one_of("auto", True, False), "auto"),
+    Setting("data.long_targets", one_of("error", "truncate", "drop"), "truncate", default="error"),
+    Setting("data.chat_template", one_of("auto", True, False), "auto", default="auto"),
     Setting("data.train_on_inputs", BOOL, "false"),
     Setting("data.group_by_length", BOOL, "true"),
     Setting("data.packing", BOOL, "true"),
@@ -158,7 +163,7 @@ SETTINGS = [
     Setting("data.sampling", one_of("weights", "proportional", "temperature"), "proportional"),
     Setting("data.temperature", number(0, low_open=True), "2"),
     Setting("data.epoch_rows", integer(1) | NULL, "10000"),
-    Setting("data.max_bad_fraction", number(0, 1, high_open=False), "0.05"),
+    Setting("data.max_bad_fraction", number(0, 1, high_open=False), "0.05", default=0.05),
     Setting("callbacks.last_checkpoint.every_n_steps", integer(0), "50"),
     Setting("data.generate.max_new_tokens", integer(1), "64"),
     Setting("data.generate.num_beams", integer(1), "4"),
@@ -200,6 +205,28 @@ SETTINGS = [
     Setting("augment.generate.top_p", number(0, 1, low_open=True, high_open=False), "0.9"),
 ]
 
+# Entry points that take key=value arguments of their own instead of a composed config: their keys and defaults
+# (None: required).
+ENTRY_SETTINGS = {
+    "export": [
+        Setting("run", TEXT, "outputs/train/runs/<time>", default=None),
+        Setting("out", TEXT, "exported", default=None),
+        Setting("merge", BOOL, "true", default=True),
+        Setting("force", BOOL, "false", default=False),
+    ],
+}
+
+
+def entry_defaults(entry: str) -> dict:
+    return {s.key: s.default for s in ENTRY_SETTINGS[entry]}
+
+
+def default(key: str):
+    """The value a setting takes where a config lacks it: not every data config sets data.long_targets (a
+    classification set has no targets), so its reader falls back to this one home of the default."""
+    return next(s.default for s in SETTINGS if s.key == key and s.default is not NO_DEFAULT)
+
+
 # Groups whose keys only lft reads: a key no file of the group sets is a typo (added with +key=...).
 KEYED_GROUPS = ("data", "model", "scheduler", "strategy", "augment")
 # Dicts whose keys are names, not settings (a mixture's members): their reader checks them.
@@ -217,7 +244,22 @@ def check_schema(cfg) -> None:
     for group in TARGET_GROUPS:
         if group in cfg:
             _check_arguments(cfg[group], group)
-    for setting in SETTINGS:
+    check_settings(cfg, SETTINGS)
+    _check_precision_and_accelerator(cfg.get("trainer") or {})
+
+
+def check_data_config(data_cfg, shown_as: str) -> None:
+    """A data config built from a name and settings (a mixture's member, a retention set), checked as data is;
+    the message names its keys as the user sets them: `<shown_as>.<key>`."""
+    try:
+        check_schema(OmegaConf.create({"data": data_cfg}))
+    except ConfigError as err:
+        raise ConfigError(re.sub(r"\bdata\.", f"{shown_as}.", str(err))) from None
+
+
+def check_settings(cfg, settings: list[Setting]) -> None:
+    """Raise ConfigError for the first value that breaks its setting's rule (settings cfg lacks are skipped)."""
+    for setting in settings:
         value = OmegaConf.select(cfg, setting.key, default=_ABSENT)
         if value is _ABSENT:
             continue
@@ -226,7 +268,6 @@ def check_schema(cfg) -> None:
         if not setting.rule.accepts(value):
             raise ConfigError(f"{setting.key}={value!r} must be {setting.rule.says} "
                               f"(e.g. {setting.key}={setting.example}).")
-    _check_precision_and_accelerator(cfg.get("trainer") or {})
 
 
 def _check_known_keys(node: DictConfig, path: str) -> None:

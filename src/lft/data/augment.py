@@ -82,7 +82,7 @@ def augment_settings(augment_cfg) -> dict | None:
 
 def check_augment(augment_cfg, data_task) -> None:
     """One message per mistake, before anything loads: unknown names, operations, tasks it does not apply to,
-    WordNet missing. (Ranges of p and alpha are in config_schema.)"""
+    WordNet missing. (Ranges of p and alpha are in lft.config.schema.)"""
     if not augment_cfg:
         return
     name = augment_cfg.get("name")

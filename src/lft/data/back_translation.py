@@ -16,6 +16,7 @@ import logging
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from lft.config.compose import group_option
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
 
@@ -28,21 +29,11 @@ def model_config(spec: str) -> DictConfig:
     Its ${paths.cache_dir} (where GGUF checkpoints convert to) falls back to lft's default cache.
     """
     file = CONFIG_DIR / "model" / f"{spec}.yaml"
-    node = _load_with_defaults(file) if file.is_file() else OmegaConf.create({"name_or_path": spec})
+    node = group_option("model", spec) if file.is_file() else OmegaConf.create({"name_or_path": spec})
     context = OmegaConf.create({"model": node, "paths": {"cache_dir": None}, "strategy": {}})
     resolved = OmegaConf.to_container(context, resolve=True)["model"]
     resolved.update(quantization=None, gradient_checkpointing=False, dropout=None)  # generation only
     return OmegaConf.create(resolved)
-
-
-def _load_with_defaults(file) -> DictConfig:
-    node = OmegaConf.load(file)
-    defaults = node.pop("defaults", [])
-    merged = OmegaConf.create({})
-    for entry in defaults:
-        if entry != "_self_":
-            merged = OmegaConf.merge(merged, _load_with_defaults(file.parent / f"{entry}.yaml"))
-    return OmegaConf.merge(merged, node)
 
 
 def check_back_translation(augment_cfg) -> None:

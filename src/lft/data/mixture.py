@@ -14,10 +14,9 @@ from collections.abc import Callable, Mapping
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from lft.config.compose import group_option
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
-
-SAMPLING = ("weights", "proportional", "temperature")
 
 
 def data_config_names() -> list[str]:
@@ -25,19 +24,11 @@ def data_config_names() -> list[str]:
 
 
 def load_data_config(name: str) -> DictConfig:
-    """conf/data/<name>.yaml with its defaults list merged (data configs extend one another: alpaca < dialogsum)."""
-    path = CONFIG_DIR / "data" / f"{name}.yaml"
-    if name == "mixture" or not path.exists():
+    """conf/data/<name>.yaml with its defaults list applied (data configs extend one another: alpaca < dialogsum)."""
+    if name == "mixture" or not (CONFIG_DIR / "data" / f"{name}.yaml").exists():
         raise ConfigError(f"{name!r} is not a data config (conf/data/<name>.yaml); choose from "
                           f"{', '.join(data_config_names())}.")
-    raw = OmegaConf.load(path)
-    defaults = list(raw.pop("defaults", None) or ["_self_"])
-    if "_self_" not in defaults:
-        defaults.append("_self_")
-    merged = OmegaConf.create()
-    for entry in defaults:
-        merged = OmegaConf.merge(merged, raw if entry == "_self_" else load_data_config(str(entry)))
-    return merged
+    return group_option("data", name)
 
 
 def data_config(name: str, settings=None) -> DictConfig:
@@ -73,17 +64,14 @@ def check_weights(weights: Mapping[str, float]) -> None:
 
 def mixing_probabilities(weights: Mapping[str, float], sizes: Mapping[str, int], sampling: str,
                          temperature: float = 1.0) -> dict[str, float]:
-    """weights: as given; proportional: by training rows; temperature: rows^(1/T) (T > 1 lifts small members)."""
-    if sampling not in SAMPLING:
-        raise ConfigError(f"data.sampling={sampling!r} must be one of {', '.join(SAMPLING)}.")
+    """weights: as given; proportional: by training rows; temperature: rows^(1/T) (T > 1 lifts small members).
+    lft.config.validate has refused other samplings and temperatures <= 0."""
     check_weights(weights)
     if sampling == "weights":
         raw = {name: float(w) for name, w in weights.items()}
     elif sampling == "proportional":
         raw = {name: float(sizes[name]) for name in weights}
     else:
-        if not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise ConfigError(f"data.temperature={temperature!r} must be a number > 0 (e.g. data.temperature=2).")
         raw = {name: float(sizes[name]) ** (1.0 / temperature) for name in weights}
     total = sum(raw.values())
     return {name: w / total for name, w in raw.items()}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datasets import DatasetDict
 
 from lft.config.errors import ConfigError
+from lft.config.schema import default
 from lft.data.sources import load_splits, require_columns
 from lft.data.templates import chat_enabled
 from lft.data.values import preference_columns
@@ -97,7 +98,7 @@ class PairEncoder:
 
     def __init__(self, cfg, tokenizer, eos: bool, reserve: int = 0, plain_special_tokens: bool = True):
         self.cfg, self.tokenizer, self.reserve = cfg, tokenizer, reserve
-        self.chat = chat_enabled(cfg.get("chat_template", "auto"), tokenizer)
+        self.chat = chat_enabled(cfg.get("chat_template", default("data.chat_template")), tokenizer)
         self.eos = [tokenizer.eos_token_id] if eos and tokenizer.eos_token_id is not None else []
         self.plain_special_tokens = plain_special_tokens
         self.max_length, self.max_prompt = int(cfg.max_length), int(cfg.max_prompt_length)
@@ -147,7 +148,7 @@ class PairEncoder:
 
 def encode_pairs(cfg, splits: DatasetDict, encoder: PairEncoder, to_features) -> DatasetDict:
     """Encode every split with `to_features(EncodedPair) -> dict`; drop and count unusable rows."""
-    limit = float(cfg.get("max_bad_fraction", 0.05))
+    limit = float(cfg.get("max_bad_fraction", default("data.max_bad_fraction")))
     out = {}
     for split, ds in splits.items():
         reasons, truncated = Counter(), 0

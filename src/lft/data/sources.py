@@ -6,6 +6,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, load_dataset
 
 from lft.config.errors import ConfigError
+from lft.config.schema import default
 from lft.data.files import FORMATS, read_data_file, suffix
 from lft.data.values import Column, check_values
 
@@ -32,7 +33,7 @@ def load_splits(cfg, seed: int, columns: list[Column] = ()) -> DatasetDict:
               for split, ds in splits.items()}
     if "train" not in splits:
         raise ConfigError(f"data: no train split found (found {sorted(splits)}); name a file train.* or pass data.path={{train: ...}}.")
-    fraction = cfg.get("val_fraction", 0.1)
+    fraction = cfg.get("val_fraction", default("data.val_fraction"))
     for missing in [s for s in ("validation", "test") if s not in splits]:
         if not 0 < fraction < 1:
             raise ConfigError(f"data: the data has no {missing} split; set data.val_fraction in (0, 1) to carve one from train.")

@@ -19,7 +19,7 @@ def apply(model, cfg, task):
     if not 0 <= n <= len(layers):
         raise ConfigError(f"strategy.freeze_bottom_layers={n}: the model has {len(layers)} layers; use 0..{len(layers)}.")
     frozen = [f"{layers_name}.{i}" for i in range(n)]
-    if cfg.get("freeze_embeddings", True):
+    if cfg.freeze_embeddings:
         frozen += embedding_modules(model)
     for name, param in model.named_parameters():
         param.requires_grad_(not under(name, frozen))

@@ -57,7 +57,7 @@ def target_modules(model, cfg) -> list[str] | str:
 
 
 def lora_config(model, cfg, task) -> LoraConfig:
-    bias = cfg.get("bias", "none")
+    bias = cfg.bias  # lora.yaml sets bias, use_rslora and use_dora; dora, qlora and lora_8bit extend it
     if bias not in ("none", "all", "lora_only"):
         raise ConfigError(f"strategy.bias={bias!r}: use none, all or lora_only.")
     return LoraConfig(
@@ -66,7 +66,7 @@ def lora_config(model, cfg, task) -> LoraConfig:
         lora_dropout=cfg.dropout,
         target_modules=target_modules(model, cfg),
         bias=bias,
-        use_rslora=cfg.get("use_rslora", False),  # scale by alpha/sqrt(r), not alpha/r: stable at high ranks
-        use_dora=cfg.get("use_dora", False),  # magnitude + direction decomposition (DoRA)
+        use_rslora=cfg.use_rslora,  # scale by alpha/sqrt(r), not alpha/r: stable at high ranks
+        use_dora=cfg.use_dora,  # magnitude + direction decomposition (DoRA)
         **peft_common(cfg, task, model),
     )

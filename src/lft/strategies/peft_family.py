@@ -109,7 +109,7 @@ def prompt_tuning_config(model, cfg, task) -> PromptTuningConfig:
 def prefix_tuning_config(model, cfg, task) -> PrefixTuningConfig:
     _check_prompt_learning(cfg, task)
     _check_takes_past_key_values(model, cfg)
-    return PrefixTuningConfig(num_virtual_tokens=cfg.num_virtual_tokens, prefix_projection=cfg.get("projection", False),
+    return PrefixTuningConfig(num_virtual_tokens=cfg.num_virtual_tokens, prefix_projection=cfg.projection,
                               **peft_common(cfg, task, model))
 
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from lft.callbacks.fidelity_check import FidelityCheck
 from lft.callbacks.finders import tune_callbacks, tuned
 from lft.callbacks.trial_pruning import trial_pruning
-from lft.config.validate import check_config
+from lft.config.validate import validate
 from lft.models.loading import load_tokenizer
 from lft.runs.folder import prepare_run_folder, save_config, save_manifest, save_metrics, save_weights
 from lft.runs.memory import peak_memory_mb, reset_peak_memory
@@ -37,7 +37,7 @@ class RunStopped(Exception):
 
 def train(cfg: DictConfig) -> dict:
     """Fit, test the best checkpoint, and write the run folder. Returns the final metrics."""
-    check_config(cfg)
+    validate(cfg, "train")
     reset_peak_memory()  # this run's peak, not an earlier sweep job's in the same process
     run_dir = Path(cfg.paths.output_dir)
     resume = cfg.get("resume")
