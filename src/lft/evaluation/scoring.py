@@ -1,0 +1,144 @@
+"""Scoring on a test split: a base model, a run (adapter or full weights), or an ensemble of runs.
+
+lft.evaluate is its command line; rows append to one results file (lft/reports/results.py)."""
+
+import copy
+import json
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+from omegaconf import DictConfig, open_dict
+
+from lft.callbacks.test_logits import TestLogits
+from lft.config.errors import ConfigError
+from lft.config.validate import validate
+from lft.evaluation.ensemble import check_members, classification_result, generation_result
+from lft.models.loading import load_tokenizer
+from lft.reports.results import append_row, format_table
+from lft.runs.folder import load_run_config, load_trained_model
+from lft.tasks import build_task
+from lft.training.loggers import build_loggers
+from lft.training.module import FineTuneModule
+
+log = logging.getLogger("lft")
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    validate(cfg, "evaluate")
+    if cfg.get("runs"):
+        return evaluate_ensemble(cfg)
+    row, module, _ = score(cfg, cfg.get("run"))
+    write_results(cfg, row, module.samples.get("test", []))
+    rows = append_row(cfg.out, row) if cfg.get("out") else [row]
+    print(format_table(rows))
+    return row
+
+
+def score(cfg: DictConfig, run, name: str | None = None, collect: bool = False, labels: list | None = None):
+    """Evaluate one model on the test split: (result row, the module, its TestLogits or None). collect=True keeps
+    a classifier's test logits and labels (TestLogits), and refuses data whose label set is not `labels`
+    (ensemble members)."""
+    with open_dict(cfg):
+        if run:
+            cfg.model = load_run_config(run).model  # the base the run trained; weights come from the run
+        # Only the test split is scored: tokenize a few train rows (carving val/test from train happens before).
+        cfg.data.train_size = min(cfg.data.get("train_size") or 64, 64)
+        if cfg.data.get("long_targets"):
+            cfg.data.long_targets = "truncate"
+    L.seed_everything(cfg.seed, workers=True)
+    tokenizer = load_tokenizer(cfg.model)
+    # DPO: a base model is its own reference (implicit rewards 0, one forward).
+    task = build_task(cfg.data, cfg.model, policy_is_reference=run is None)
+    encoded = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.get("cache_dir"))
+    collector = None
+    if collect and encoded.label_names:  # a classifier
+        check_labels(encoded, run, labels)
+        collector = TestLogits()
+    model = load_trained_model(task, cfg.model, run, encoded)
+    model.eval()
+    module = FineTuneModule(model, task, optimizer=None, scheduler_cfg=None, encoded=encoded)
+    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
+                        callbacks=[collector] if collector else None,
+                        logger=build_loggers(cfg.get("logger"), cfg.get("task_name")) or False,
+                        enable_checkpointing=False,
+                        limit_test_batches=cfg.trainer.get("limit_test_batches") or 1.0,
+                        enable_progress_bar=cfg.trainer.enable_progress_bar)
+    start = time.perf_counter()
+    results = trainer.test(module, datamodule=encoded.datamodule, verbose=False)[0]
+    row = {
+        "name": name or cfg.get("name") or (Path(run).name if run else Path(str(cfg.model.name_or_path)).name),
+        "model": str(cfg.model.name_or_path),
+        "weights": str(run) if run else None,
+        "rows": len(encoded.datamodule.splits["test"]),
+        **{k.removeprefix("test/"): float(v) for k, v in results.items()},
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    module.model = None  # ensembles score members one after another: free the weights before the next loads
+    return row, module, collector
+
+
+def write_results(cfg: DictConfig, row: dict, samples: list[dict]) -> None:
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "evaluation.json").write_text(json.dumps(row, indent=2))
+    if samples:
+        with (out_dir / "predictions.jsonl").open("w") as f:
+            f.writelines(json.dumps(s) + "\n" for s in samples)
+
+
+def check_labels(encoded, run, labels) -> None:
+    """The evaluation data must carry the label set the members were trained on (before weights load)."""
+    names = encoded.label_names
+    if labels and list(names) != list(labels):
+        raise ConfigError(f"run={run} was trained on the labels {list(labels)}, but the evaluation data has "
+                          f"{list(names)}; evaluate the ensemble on its own data (data=..., data.label_names=...).")
+
+
+def evaluate_ensemble(cfg: DictConfig) -> dict:
+    """Score each run of `runs` (a row each, files under members/<i>/), then their ensemble on the same rows."""
+    runs = [str(r) for r in cfg.runs]
+    shared = check_members(runs)  # before any weights load
+    names = member_names(runs)
+    out_dir = Path(cfg.paths.output_dir)
+    rows, logits, labels, samples, module = [], [], [], [], None
+    for i, (run, name) in enumerate(zip(runs, names, strict=True)):
+        member_cfg = copy.deepcopy(cfg)
+        with open_dict(member_cfg):
+            member_cfg.paths.output_dir = str(out_dir / "members" / str(i))
+        log.info("Ensemble member %d/%d: %s", i + 1, len(runs), run)
+        row, module, collector = score(member_cfg, run, name=name, collect=True, labels=shared["labels"])
+        member_samples = module.samples.get("test", [])
+        write_results(member_cfg, row, member_samples)
+        rows.append(row)
+        if collector is not None:
+            member_logits, member_labels = collector.all()
+            logits.append(member_logits)
+            labels.append(member_labels)
+        samples.append(member_samples)
+    start = time.perf_counter()
+    if shared["task"] == "classification":
+        metrics, predictions = classification_result(module.task, module.encoded, logits, labels), []
+    else:
+        metrics, predictions = generation_result(module.task, module.encoded, samples)
+    row = {"name": cfg.get("name") or "ensemble", "model": rows[0]["model"], "weights": None, "members": runs,
+           "rows": rows[0]["rows"], **metrics,
+           "seconds": round(sum(r["seconds"] for r in rows) + time.perf_counter() - start, 1)}
+    write_results(cfg, {**row, "member_results": rows}, predictions)
+    table = [*rows, row]
+    if cfg.get("out"):
+        for r in table:
+            table = append_row(cfg.out, r)
+    print(format_table(table))
+    return row
+
+
+def member_names(runs: list[str]) -> list[str]:
+    """Row labels: each run folder's name, or its last two path parts where names repeat (job 0 of two sweeps)."""
+    names = [Path(r).name for r in runs]
+    if len(set(names)) < len(names):
+        names = ["/".join(Path(r).parts[-2:]) for r in runs]
+    if len(set(names)) < len(names):
+        names = [f"{n} [{i}]" for i, n in enumerate(names)]
+    return names
