@@ -23,7 +23,7 @@ import torch
 
 from lft.config.errors import ConfigError
 from lft.train import train
-from tests.test_cli import run_cli
+from tests.e2e.test_cli import run_cli
 
 MAX_SECONDS = 5  # a refusal may cost tokenizer, data and (tiny) model loading, never training
 MODELS = {"bert": "tiny_bert", "gpt2": "tiny_gpt2", "t5": "tiny_t5"}
@@ -237,18 +237,3 @@ def test_command_line_refusal_is_one_line_exit_code_2_and_no_traceback(tmp_path)
     assert "trainer.max_epochs='abc' must be an integer" in output
     assert "Traceback" not in output
     assert not list(tmp_path.rglob("metrics.json"))
-
-
-def test_train_split_missing_a_class_is_warned(make_cfg, tiny_bert, tmp_path, caplog):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    (folder / "train.jsonl").write_text(jsonl([r | {"label": ["negative", "neutral"][i % 2]} for i, r in enumerate(REVIEWS)]))
-    (folder / "validation.jsonl").write_text(GOOD_JSONL)
-    cfg = make_cfg(f"model.name_or_path={tiny_bert}", f"data.path={folder}", "data.label_names=[negative,neutral,positive]",
-                   "data.val_fraction=0.25")
-    from lft.models.loading import load_tokenizer
-    from lft.tasks import build_task
-
-    with caplog.at_level("WARNING"):
-        build_task(cfg.data, cfg.model).encode(load_tokenizer(cfg.model), seed=0)
-    assert "The train split has no row labelled ['positive']" in caplog.text

@@ -5,7 +5,7 @@ import csv
 import json
 
 from lft.report import main as report
-from tests.test_cli import run_cli
+from tests.e2e.test_cli import run_cli
 
 FAST = ("debug=limit", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
         "trainer.enable_progress_bar=false", "test=false", "callbacks=none")

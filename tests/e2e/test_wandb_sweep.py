@@ -4,8 +4,8 @@ overrides, named by job number + varying overrides, with the final metrics in it
 import json
 
 from lft.training.loggers import TAG_LENGTH
-from tests.test_cli import run_cli
-from tests.test_sweep_report import FAST
+from tests.e2e.test_cli import run_cli
+from tests.e2e.test_sweep_report import FAST
 from tests.wandb_log import finished_run_records
 
 

@@ -63,4 +63,4 @@ def test_strategy_learning_rate_flows_into_optimizer(make_cfg):
 
 
 def test_config_dir_is_the_repo_conf():
-    assert CONFIG_DIR == Path(__file__).resolve().parents[1] / "conf"
+    assert CONFIG_DIR == Path(__file__).resolve().parents[3] / "conf"

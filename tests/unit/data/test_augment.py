@@ -2,10 +2,8 @@
 input text, count what they changed, key the tokenization cache, and train end to end on a tiny model."""
 
 import importlib.util
-import json
 import logging
 import re
-from pathlib import Path
 
 import pytest
 from datasets import Dataset, DatasetDict
@@ -19,7 +17,6 @@ from lft.data.fingerprint import encoding_key
 from lft.data.wordnet import load_wordnet
 from lft.models.loading import load_tokenizer
 from lft.tasks import build_task
-from lft.train import train
 
 SENTENCE = "The quick brown fox jumps over the lazy dog near the quiet river.\nIt was a happy day."
 OPERATIONS = ("synonym", "insert", "swap", "delete")
@@ -218,17 +215,6 @@ def test_a_cache_hit_serves_augmented_rows_and_their_count(make_cfg, tiny_bert, 
     assert second.stats == first.stats and first.stats["augment/changed"] > 0
 
 
-def test_train_with_eda_on_a_tiny_classifier(make_cfg, tiny_bert, caplog):
-    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "augment=eda", "augment.p=0.5")
-    with caplog.at_level(logging.INFO, logger="lft"):
-        metrics = train(cfg)
-    changed = metrics["augment/changed"]
-    assert 0 < changed < metrics["augment/train_rows"]
-    assert re.search(rf"augment=eda changed {changed} of \d+ train rows", caplog.text)
-    saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
-    assert saved["augment/changed"] == changed and "test/accuracy" in saved
-
-
 # --- back-translation (a model rewrites rows) --------------------------------------------------------------------
 def back_translation(model: str, do_sample=False, p=0.5):
     return OmegaConf.create({"name": "back_translation", "p": p, "model": model,
@@ -269,10 +255,3 @@ def test_back_translation_settings_key_the_cache(make_cfg, tiny_bert):
     keys = {key(cfg, tokenizer, a) for a in (back_translation("flan_t5_base"), back_translation("gpt2"),
                                              back_translation("gpt2", p=0.1), back_translation("gpt2", do_sample=True))}
     assert len(keys) == 4 and key(cfg, tokenizer, None) not in keys
-
-
-def test_train_with_back_translation_through_a_tiny_t5(make_cfg, tiny_bert, tiny_t5):
-    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "augment=back_translation", f"augment.model={tiny_t5}",
-                   "augment.p=0.1", "augment.generate.max_new_tokens=4")
-    metrics = train(cfg)
-    assert 0 < metrics["augment/changed"] <= metrics["augment/train_rows"] and "test/accuracy" in metrics

@@ -8,7 +8,6 @@ from lft.config.errors import ConfigError
 from lft.data.packing import PackingCollator, check_packing_isolates, first_fit_decreasing
 from lft.speed.lean_loss import causal_lm_loss
 from lft.speed.precision import auto_precision, fast_bf16
-from lft.train import train
 
 IGNORE = -100
 
@@ -107,38 +106,10 @@ def test_packing_is_refused_where_attention_cannot_keep_documents_apart(decoder)
         check_packing_isolates(opt, 100)
 
 
-def test_training_with_packing_runs_and_matches_the_unpacked_run(make_cfg, pairs_data, tiny_llama):
-    def run(packing: str, out: str):
-        cfg = make_cfg("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={tiny_llama}",
-                       "data.max_source_length=64", "data.max_target_length=24", "data.batch_size=4",
-                       "data.generate.val_samples=0", "data.monitor.metric=val/loss", "data.monitor.mode=min", "precision=fp32", "model.dropout=0.0",
-                       f"data.packing={packing}", out=out)
-        return train(cfg)
-
-    packed, plain = run("true", "packed"), run("false", "plain")
-    assert packed["optimizer_steps"] == plain["optimizer_steps"] == 4
-    assert packed["val/loss"] == pytest.approx(plain["val/loss"], abs=1e-4)  # same rows, same updates
-
-
-def test_packing_is_refused_for_classification(make_cfg, tiny_bert):
-    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "+data.packing=true")
-    with pytest.raises(ConfigError, match="data.packing=true packs text for decoder-only LMs"):
-        train(cfg)
-
-
 def test_auto_precision_follows_the_hardware(make_cfg):
     cfg = make_cfg()
     assert cfg.trainer.precision == auto_precision()
     assert auto_precision() == ("bf16-mixed" if fast_bf16() else "32-true")
-
-
-def test_compile_true_compiles_each_block_and_trains(make_cfg, pairs_data, tiny_llama):
-    cfg = make_cfg("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={tiny_llama}",
-                   "data.max_source_length=32", "data.max_target_length=24", "data.batch_size=4",
-                   "data.generate.val_samples=0", "data.monitor.metric=val/loss", "data.monitor.mode=min",
-                   "strategy=lora", "compile=true", "test=false")
-    metrics = train(cfg)
-    assert metrics["optimizer_steps"] == 4 and metrics["train/loss"] == metrics["train/loss"]  # finite, not nan
 
 
 def test_transformer_blocks_are_the_models_repeated_layers(tiny_llama):

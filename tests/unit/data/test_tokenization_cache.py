@@ -14,7 +14,6 @@ from lft.data.fingerprint import encoding_key
 from lft.models.loading import load_tokenizer
 from lft.tasks import build_task
 from lft.tasks import classification as classification_module
-from lft.train import train
 
 HIT = "Tokenized splits loaded from cache"
 
@@ -84,16 +83,6 @@ def test_second_encode_loads_from_cache_without_tokenizing(make_cfg, tiny_gpt2, 
     assert task.prompts is not None and task.generator is not None and task.generator.enabled
 
 
-def test_a_second_run_trains_on_cached_splits(make_cfg, tiny_bert, caplog):
-    first = train(make_cfg(f"model.name_or_path={tiny_bert}", out="first"))
-    with caplog.at_level(logging.INFO, logger="lft"):
-        second = train(make_cfg(f"model.name_or_path={tiny_bert}", out="second"))
-    assert HIT in caplog.text
-    assert second["test/accuracy"] == pytest.approx(first["test/accuracy"])  # same rows, same seed, same run
-    manifests = [json.loads((Path(m["weights_dir"]).parent / "manifest.json").read_text()) for m in (first, second)]
-    assert manifests[0]["data_fingerprints"] == manifests[1]["data_fingerprints"]
-
-
 @pytest.mark.parametrize("change", [
     "data.template='Sum up: {dialogue}'",
     "data.max_source_length=48",
@@ -104,6 +93,8 @@ def test_a_second_run_trains_on_cached_splits(make_cfg, tiny_bert, caplog):
     "data.long_targets=truncate",
     "seed=7",
 ])
+
+
 def test_settings_that_shape_rows_change_the_key(make_cfg, tiny_gpt2, pairs_data, change):
     base = ("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={tiny_gpt2}")
     tokenizer = load_tokenizer(make_cfg(*base).model)
@@ -116,6 +107,8 @@ def test_settings_that_shape_rows_change_the_key(make_cfg, tiny_gpt2, pairs_data
     "data.generate.max_new_tokens=3", "data.generate.num_beams=2", "data.monitor.metric=val/loss",
     "trainer.max_epochs=5", "optimizer.lr=0.1",
 ])
+
+
 def test_settings_that_only_batch_or_train_keep_the_key(make_cfg, tiny_gpt2, pairs_data, change):
     base = ("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={tiny_gpt2}")
     tokenizer = load_tokenizer(make_cfg(*base).model)

@@ -7,6 +7,7 @@ import torch
 from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
+from lft.speed import adapter_dropout
 from lft.speed.adapter_dropout import (
     AdapterDropout,
     DroppingLoraA,
@@ -15,7 +16,7 @@ from lft.speed.adapter_dropout import (
     use_adapter_dropout,
 )
 from lft.speed.dropout_masks import apply_drop
-from lft.strategies import adapter_dropout, apply_strategy
+from lft.strategies import apply_strategy
 from lft.tasks import build_task
 
 

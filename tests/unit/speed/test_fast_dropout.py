@@ -10,18 +10,15 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from torch.profiler import profile
 from transformers import (
-    AutoModelForSequenceClassification,
     BertConfig,
     BertForSequenceClassification,
     GPT2Config,
     GPT2LMHeadModel,
 )
 
-from lft.models.loading import load_pretrained
 from lft.speed import dropout_masks
-from lft.speed.dropout_masks import FastDropout, drop_mask, use_fast_dropout
+from lft.speed.dropout_masks import drop_mask, use_fast_dropout
 from lft.speed.lean_blocks import use_lean_blocks
-from lft.train import train
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
@@ -191,12 +188,3 @@ def test_a_lean_bert_trains_without_bernoulli_draws_and_evaluates_bitwise_as_bef
     with torch.no_grad():  # without dropout nothing changes
         assert torch.equal(plain.eval()(input_ids=ids, attention_mask=mask).logits,
                            lean.eval()(input_ids=ids, attention_mask=mask).logits)
-
-
-def test_model_lean_blocks_false_keeps_the_dropout_transformers_builds_and_trains(make_cfg, tiny_bert):
-    lean = load_pretrained(make_cfg(f"model.name_or_path={tiny_bert}").model, AutoModelForSequenceClassification)
-    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "model.lean_blocks=false", "strategy=lora")
-    stock = load_pretrained(cfg.model, AutoModelForSequenceClassification)
-    assert any(isinstance(m, FastDropout) for m in lean.modules())
-    assert not any(isinstance(m, FastDropout) for m in stock.modules())
-    assert train(cfg)["optimizer_steps"] == 4

@@ -2,13 +2,12 @@
 matrix and by the fit-start check, which falls back to the stock path), lean blocks that change only their model."""
 
 import dataclasses
-import logging
 import os
 
 import pytest
 import torch
 from omegaconf import OmegaConf
-from transformers import AttentionInterface, FalconH1Config, FalconH1ForCausalLM
+from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from lft.models.loading import use_speed_paths
@@ -18,9 +17,14 @@ from lft.speed.lean_blocks import LEAN_ATTENTION, SwiGLU
 from lft.speed.lean_loss import lm_parts
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.classification import ClassificationTask
-from lft.train import train
-from tests.conftest import _save_tiny, _tiny_tokenizer
-from tests.test_fidelity_matrix import DECODER, FAMILIES, _batch, _model, _one_thread, _within, measure  # noqa: F401
+from tests.unit.speed.test_fidelity_matrix import (  # noqa: F401
+    FAMILIES,
+    _batch,
+    _model,
+    _one_thread,
+    _within,
+    measure,
+)
 
 
 def _allow(monkeypatch, path: str, model_class: str) -> None:
@@ -45,6 +49,8 @@ def test_every_allowlisted_class_is_a_family_the_matrix_checks():
     ("mixtral_router_loss", "lean_loss"),  # the router's load-balancing loss
     ("gemma2_softcap", "lean_loss"),  # final_logit_softcapping
 ])
+
+
 def test_a_path_on_a_family_it_does_not_fit_fails_the_matrix(family, path, monkeypatch):
     """Why the allowlists: put on such a family, the path trains on another loss, and the matrix says so."""
     _allow(monkeypatch, path, FAMILIES[family][0].__name__)
@@ -111,24 +117,3 @@ def test_paths_declared_within_stock_error_say_how_they_differ():
         assert path.claim and path.home.startswith("lft.")
         if path.equals == STOCK_ERROR:
             assert any(w in path.claim for w in ("rounding", "error")), path.name
-
-
-def test_a_run_logs_its_speed_paths_and_falls_back_where_its_first_batch_differs(
-        make_cfg, pairs_data, tmp_path_factory, monkeypatch, caplog):
-    """The whole chain through train(): the allowlists widened to a model whose loss lft's lean paths get wrong;
-    the first batch's check turns them off, with one warning, and the run trains on the stock path."""
-    tokenizer = _tiny_tokenizer()
-    config = FalconH1Config(**{**DECODER, "vocab_size": tokenizer.vocab_size}, head_dim=8, mamba_d_ssm=32,
-                            mamba_n_heads=4, mamba_d_head=8, mamba_d_state=8, mamba_n_groups=1, mamba_chunk_size=16,
-                            lm_head_multiplier=4.0, eos_token_id=tokenizer.sep_token_id)
-    path = _save_tiny(tmp_path_factory, "tiny_falcon_h1", FalconH1ForCausalLM, config)
-    _allow(monkeypatch, "lean_loss", "FalconH1ForCausalLM")
-    cfg = make_cfg("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={path}", "precision=fp32",
-                   "data.max_source_length=32", "data.max_target_length=16", "data.generate.val_samples=0",
-                   "data.monitor.metric=val/loss", "data.monitor.mode=min", "test=false", "trainer.limit_train_batches=2")
-    with caplog.at_level(logging.INFO, logger="lft"):
-        metrics = train(cfg)
-    assert "Speed paths on for FalconH1ForCausalLM (lft/speed/contract.py): lean_loss." in caplog.text
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "Fidelity" in r.getMessage()]
-    assert len(warnings) == 1 and "FalconH1ForCausalLM trains on the stock path" in warnings[0], warnings
-    assert metrics["optimizer_steps"] == 2

@@ -15,7 +15,6 @@ from lft.models.loading import load_tokenizer
 from lft.strategies import apply_strategy
 from lft.strategies.params import count_parameters
 from lft.tasks import build_task
-from lft.train import train
 from lft.training.module import FineTuneModule
 
 
@@ -203,18 +202,6 @@ def test_reward_model_learns_to_rank(make_cfg, toy_pairs, backbone, request):
     assert after["val/preference_accuracy"] == 1.0 and after["val/reward_margin"] > 0
 
 
-def test_train_dpo_end_to_end_writes_an_adapter(make_cfg, tiny_llama, toy_pairs):
-    cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_llama}", "strategy=lora",
-                    "data.preference.loss=simpo", "data.max_length=32", "data.max_prompt_length=16")
-    metrics = train(cfg)
-    assert {"test/preference_accuracy", "test/reward_margin", "test/chosen_logps", "test/logp_accuracy"} <= set(metrics)
-    assert metrics["weights_dir"].endswith("adapter")
-    from lft.generate import generate, parse_args
-
-    answers = generate(parse_args([f"run={cfg.paths.output_dir}", "prompt=what about cats?", "max_new_tokens=4"]))
-    assert len(answers) == 1 and isinstance(answers[0], str)
-
-
 # --- mistakes stop before any model loads ---------------------------------------------------------------------------------
 def test_bad_rows_over_the_limit_name_the_key(make_cfg, tiny_llama, tmp_path):
     rows = [{"prompt": "\n\nHuman: q\n\nAssistant:", "chosen": " a", "rejected": " a"}] * 3 + \
@@ -237,29 +224,6 @@ def test_unknown_loss_is_refused(make_cfg, toy_pairs):
         build_task(cfg.data, cfg.model)
 
 
-# --- lft.evaluate / lft.report: base vs tuned side by side -------------------------------------------------------------
-def test_evaluate_base_vs_dpo_run_side_by_side(make_cfg, tiny_llama, toy_pairs, tmp_path):
-    from lft.evaluate import evaluate
-    from lft.reports.results import format_table, wilson_interval
-
-    cache = tmp_path / "reference.pt"
-    common = ("data=hh_rlhf_harmless", f"data.path={toy_pairs}", f"model.name_or_path={tiny_llama}",
-              "data.max_length=32", "data.max_prompt_length=16", f"data.preference.reference_cache_file={cache}")
-    cfg = make_cfg(*common, "strategy=lora", "optimizer.lr=3e-2", "scheduler=constant")
-    train(cfg)
-    out = tmp_path / "results.json"
-    base = evaluate(make_cfg(*common, f"out={out}", "name=base", config="evaluate", out="eval0"))
-    assert base["preference_accuracy"] == 0.5 and base["reward_margin"] == 0.0  # the base is its own reference
-    assert cache.exists()  # ... so its log-probabilities are the reference's: the tuned evaluation reuses them
-    tuned = evaluate(make_cfg(*common, f"out={out}", f"run={cfg.paths.output_dir}", "name=dpo", config="evaluate",
-                              out="eval1"))
-    assert tuned["reward_margin"] != 0.0 and tuned["rows"] == 2
-    table = format_table(json.loads(out.read_text()))
-    assert "preference_accuracy (x100, 95% CI)" in table and "| base |" in table and "| dpo |" in table
-    low, high = wilson_interval(0.5, 2)
-    assert f"50.00 [{100 * low:.1f}, {100 * high:.1f}]" in table
-
-
 def test_reference_cache_file_skips_the_reference_forward(make_cfg, tiny_llama, toy_pairs, tmp_path):
     cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_llama}", "strategy=full",
                     f"data.preference.reference_cache_file={tmp_path / 'ref.pt'}")
@@ -272,25 +236,6 @@ def test_reference_cache_file_skips_the_reference_forward(make_cfg, tiny_llama, 
     fresh.model_cfg = task.model_cfg
     fresh.build_reference = None
     torch.testing.assert_close(fresh.loss(model, batch), first)
-
-
-def test_reward_lora_run_exports_and_reloads_as_a_classifier(make_cfg, tiny_bert, toy_pairs, tmp_path):
-    from transformers import AutoModelForSequenceClassification
-
-    from lft.export import export
-    from lft.runs.folder import load_trained_model
-
-    cfg = _pair_cfg(make_cfg, toy_pairs, f"model.name_or_path={tiny_bert}", "data.task=reward", "strategy=lora",
-                    *TINY_BERT_LENGTHS)
-    train(cfg)
-    task = build_task(cfg.data, cfg.model)
-    batch = next(iter(task.encode(load_tokenizer(cfg.model), 0).test_dataloader()))
-    inputs = {k.removeprefix("chosen_"): v for k, v in batch.items() if k.startswith("chosen_")}
-    with torch.no_grad():
-        expected = load_trained_model(task, cfg.model, cfg.paths.output_dir).eval()(**inputs).logits
-        exported = AutoModelForSequenceClassification.from_pretrained(export(cfg.paths.output_dir, tmp_path / "rm"))
-        assert exported.config.num_labels == 1
-        torch.testing.assert_close(exported.eval()(**inputs).logits, expected)
 
 
 def test_distillation_of_pairs_is_refused_before_loading(make_cfg, toy_pairs):
@@ -327,7 +272,7 @@ def test_dpo_with_qlora_learns_over_seeds(make_cfg, tiny_llama_64, toy_pairs, ma
     Seeds change the data order and the dropout draws, not the tiny model (fixed in conftest). Run with `-s` to
     see both arms' margins (bench/README.md has a run)."""
     from lft.config.validate import bitsandbytes_problem
-    from lft.strategies import adapter_dropout
+    from lft.speed import adapter_dropout
 
     if bitsandbytes_problem(4):
         pytest.skip(f"bitsandbytes cannot run here: {bitsandbytes_problem(4)}")

@@ -2,9 +2,6 @@
 processes, give the gradient of one batch of k (or W) times the rows; packed rows give the unpacked gradient."""
 
 import json
-import os
-import subprocess
-import sys
 from functools import partial
 
 import lightning as L
@@ -14,7 +11,6 @@ import torch
 from lft.models.loading import load_tokenizer
 from lft.strategies import apply_strategy
 from lft.tasks import build_task
-from lft.train import train
 from lft.training.module import FineTuneModule
 
 # SGD without momentum or decay: a step moves the weights by lr x the gradient, so weights compare gradients.
@@ -107,26 +103,6 @@ def test_packed_accumulated_micro_batches_equal_one_unpacked_batch(make_cfg, tin
     whole = trained_weights(make_cfg, overrides, batch_size=8, k=1)
     packed = trained_weights(make_cfg, [*overrides, "data.packing=true"], batch_size=4, k=2)
     assert gradient_gap(whole, packed) < TOLERANCE
-
-
-def test_two_ddp_processes_accumulating_equal_one_process_with_the_whole_batch(make_cfg, tmp_path, tiny_llama,
-                                                                               uneven_pairs):
-    """gloo DDP on the CPU, 2 processes x 2 rows x 2 accumulated micro-batches against one batch of 8 rows: every
-    micro-batch holds a different number of tokens, and the epoch ends on a short window."""
-    common = [f"model.name_or_path={tiny_llama}", "data=dialogsum", f"data.path={uneven_pairs}",
-              "data.generate.val_samples=0", "data.monitor.metric=val/loss", "data.monitor.mode=min", "test=false",
-              "data.group_by_length=false", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
-              "trainer.enable_progress_bar=false", "trainer.gradient_clip_val=null", "model.dropout=0.0",
-              "precision=fp32", "optimizer=sgd", "optimizer.momentum=0.0", f"optimizer.lr={LR}", "scheduler=constant"]
-    ddp = subprocess.run([sys.executable, "-m", "lft.train", *common, "trainer=ddp_cpu", "data.batch_size=2",
-                          "trainer.accumulate_grad_batches=2", "hydra.run.dir=ddp"], cwd=tmp_path,
-                         env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True, timeout=300)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
-    one = train(make_cfg(*common, "trainer=cpu", "data.batch_size=8", out="one"))  # in this process: quicker
-    assert one["optimizer_steps"] == json.loads((tmp_path / "ddp" / "metrics.json").read_text())["optimizer_steps"] == 2
-    a, b = (torch.load(tmp_path / r / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-            for r in ("ddp", "one"))
-    assert gradient_gap(a, b) < TOLERANCE
 
 
 # --- the look-ahead: the sampler counts what each batch trains on --------------------------------------------------
