@@ -1,5 +1,5 @@
-"""Ensembles in lft.evaluate: probability averaging on fixed logits, MBR selection, two tiny runs end to end,
-and the refusal of members that do not fit together."""
+"""Ensembles in lft.evaluate: tiny runs scored end to end, averaging checked by hand, the refusal of members that
+do not fit together (the combining rules alone: tests/unit/evaluation/test_ensemble.py)."""
 
 import json
 from pathlib import Path

@@ -49,8 +49,6 @@ def test_a_mixture_trains_and_reports_each_member(make_cfg, tiny_llama, pairs_da
     ("{dialogsum: 1, imdb: 1}", "tiny_llama", "member 'imdb' is a classification data config"),
     ("{dialogsum: 1, text: 1}", "tiny_t5", "needs a decoder-only model"),
 ])
-
-
 def test_bad_mixtures_are_refused(make_cfg, request, pairs_data, mixture_data, mixture, model, message):
     cfg = _mixture_cfg(make_cfg, request.getfixturevalue(model), pairs_data, mixture_data, mixture,
                        "data.members.alpaca.path=unused")

@@ -1,4 +1,5 @@
-"""ReleaseFreedMemory's options run end to end; a bad policy is refused."""
+"""ReleaseFreedMemory: a bad policy is refused, within_step hooks every block and gives back freed holes
+(each option in a whole run: tests/e2e/test_release_memory.py)."""
 
 import pytest
 

@@ -1,5 +1,5 @@
 """augment=eda | synonym | none: EDA's operations are deterministic per seed and row, change only the train split's
-input text, count what they changed, key the tokenization cache, and train end to end on a tiny model."""
+input text, count what they changed and key the tokenization cache (whole runs: tests/e2e/test_augment.py)."""
 
 import importlib.util
 import logging

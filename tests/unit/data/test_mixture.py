@@ -1,5 +1,5 @@
-"""Multi-task mixtures: mixing probabilities, each epoch's draw, per-member evaluation, refusals; classification
-as instructions scored by the generated label."""
+"""Multi-task mixtures: mixing probabilities, each epoch's draw, per-member evaluation batches; classification
+as instructions scored by the generated label (whole runs and refusals: tests/e2e/test_mixture.py)."""
 
 from collections import Counter
 

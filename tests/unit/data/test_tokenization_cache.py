@@ -93,8 +93,6 @@ def test_second_encode_loads_from_cache_without_tokenizing(make_cfg, tiny_gpt2, 
     "data.long_targets=truncate",
     "seed=7",
 ])
-
-
 def test_settings_that_shape_rows_change_the_key(make_cfg, tiny_gpt2, pairs_data, change):
     base = ("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={tiny_gpt2}")
     tokenizer = load_tokenizer(make_cfg(*base).model)
@@ -107,8 +105,6 @@ def test_settings_that_shape_rows_change_the_key(make_cfg, tiny_gpt2, pairs_data
     "data.generate.max_new_tokens=3", "data.generate.num_beams=2", "data.monitor.metric=val/loss",
     "trainer.max_epochs=5", "optimizer.lr=0.1",
 ])
-
-
 def test_settings_that_only_batch_or_train_keep_the_key(make_cfg, tiny_gpt2, pairs_data, change):
     base = ("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={tiny_gpt2}")
     tokenizer = load_tokenizer(make_cfg(*base).model)

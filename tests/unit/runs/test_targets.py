@@ -41,8 +41,6 @@ def test_every_target_the_shipped_configs_name_may_be_resumed(make_cfg):
     {"trainer.plugins": [{"_target_": "lightning.fabric.utilities.cloud_io._atomic_save"}]},  # private helper
     {"logger.save": {"_target_": "lft.runs.folder.save_metrics"}},  # lft, but a function no config names
 ], ids=["webbrowser", "os-through-lft", "private", "lft-function"])
-
-
 def test_resume_refuses_targets_outside_the_allowlist(make_cfg, tiny_bert, node):
     (key, value), = node.items()
     run = fake_run(make_cfg, tiny_bert, **node)

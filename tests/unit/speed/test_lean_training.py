@@ -1,5 +1,5 @@
-"""Memory-lean training that must not change a number: SwiGLU, GQA on CPU, bf16 base weights under autocast;
-lean blocks change only the model they are set on."""
+"""Memory-lean training that must not change a number: SwiGLU, GQA on CPU, one additive mask per forward;
+lean blocks keep nothing between forwards (bf16 base weights in a whole run: tests/e2e/test_lean_training.py)."""
 
 import copy
 import os

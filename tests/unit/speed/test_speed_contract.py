@@ -49,8 +49,6 @@ def test_every_allowlisted_class_is_a_family_the_matrix_checks():
     ("mixtral_router_loss", "lean_loss"),  # the router's load-balancing loss
     ("gemma2_softcap", "lean_loss"),  # final_logit_softcapping
 ])
-
-
 def test_a_path_on_a_family_it_does_not_fit_fails_the_matrix(family, path, monkeypatch):
     """Why the allowlists: put on such a family, the path trains on another loss, and the matrix says so."""
     _allow(monkeypatch, path, FAMILIES[family][0].__name__)

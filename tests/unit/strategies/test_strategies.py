@@ -1,4 +1,5 @@
-"""Every strategy config trains a tiny model; the peft family, k-bit loading, gradient checkpointing, bad input."""
+"""Strategies on a tiny model: the peft family, k-bit loading, gradient checkpointing, bad input (every
+strategy file through train(): tests/e2e/test_strategies.py)."""
 
 import sys
 

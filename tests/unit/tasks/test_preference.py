@@ -1,4 +1,5 @@
-"""Preference tuning: DPO-family losses against a plain-Python reference, pair data, DPO with LoRA/full, reward models."""
+"""Preference tuning: DPO-family losses against a plain-Python reference, pair data, DPO with LoRA/full, reward
+models (whole runs through train/evaluate/generate: tests/e2e/test_preference.py)."""
 
 import json
 import math

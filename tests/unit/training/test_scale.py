@@ -1,4 +1,5 @@
-"""Scaling out on Lightning's engines: DDP equals one process with the doubled batch; FSDP/DeepSpeed configs."""
+"""Scaling out on Lightning's engines: FSDP wraps each block; FSDP/DeepSpeed configs compose or refuse (DDP
+against one process, and sharded runs on GPUs: tests/e2e/test_scale.py)."""
 
 import importlib.util
 

@@ -1,5 +1,6 @@
-"""A loss over tokens is a loss over tokens however the batch is split: k accumulated micro-batches, or W DDP
-processes, give the gradient of one batch of k (or W) times the rows; packed rows give the unpacked gradient."""
+"""A loss over tokens is a loss over tokens however the batch is split: k accumulated micro-batches give the
+gradient of one batch of k times the rows; packed rows give the unpacked gradient (W DDP processes:
+tests/e2e/test_token_weighting.py)."""
 
 import json
 from functools import partial
