@@ -73,7 +73,8 @@ def reference_runs(tmp_path_factory, tiny_bert):
     return {s: cwd / s for s in procs}
 
 
-@pytest.mark.parametrize("strategy", ["full", "lora"])
+# One strategy in the default run (a kill-and-resume through the CLI takes ~20 s); both under `make test-slow`.
+@pytest.mark.parametrize("strategy", [pytest.param("full", marks=pytest.mark.slow), "lora"])
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny_bert, reference_runs, strategy):
     args = [f"strategy={strategy}", f"model.name_or_path={tiny_bert}", *RUN]
     proc = start_cli(*args, "hydra.run.dir=run", cwd=tmp_path)
@@ -89,7 +90,9 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny_bert, reference
     assert_same_run(tmp_path / "run", reference_runs[strategy])
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+# SIGUSR1 (Slurm's warning signal) takes the SIGTERM path; test_slurm_requeue_continues_the_jobs_own_run runs Slurm's.
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGUSR1"])
 def test_preemption_signal_writes_a_checkpoint_that_resumes(tmp_path, tiny_bert, reference_runs, sig):
     proc = start_cli("strategy=full", f"model.name_or_path={tiny_bert}", *RUN, "hydra.run.dir=run", cwd=tmp_path)
     stop_after_first_checkpoint(proc, tmp_path / "run", sig)
@@ -251,6 +254,7 @@ def adapter_weights(run: Path) -> dict:
     return load_file(run / "adapter" / "adapter_model.safetensors")
 
 
+@pytest.mark.slow  # a second kill-and-resume launch; the best checkpoint's rule runs in-process below
 def test_sigkill_after_validation_then_resume_keeps_the_best_checkpoint(tmp_path, tiny_bert, reference_runs):
     """last.ckpt after a validation holds that validation's best: resumed (from a moved folder), the run tests and
     exports that one, as the uninterrupted run does."""

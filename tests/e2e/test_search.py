@@ -56,6 +56,7 @@ def test_search_runs_its_trials_into_a_journal(tmp_path, tiny_bert, search, extr
     assert best["best"]["job_dir"] == str(sweep / str(study.best_trial.number))
 
 
+@pytest.mark.slow  # two launches (~30 s); tests/unit/sweeper/test_space.py counts a resumed journal's jobs
 def test_killed_search_resumes_with_the_same_command(tmp_path, tiny_bert):
     sweep = tmp_path / "sweep"
     command = [sys.executable, "-m", "lft.train", "hparams_search=random", "hydra.sweeper.n_trials=4",
@@ -126,6 +127,7 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, tiny_bert)
     assert best["best"]["params"]["optimizer.lr"] == 1e-3 and best["trials"]["fail"] >= 1
 
 
+@pytest.mark.slow  # a launch to see one refusal; the space checks themselves: tests/unit/sweeper/test_space.py
 def test_bad_space_is_refused_before_any_trial(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli("hparams_search=random", "+hydra.sweeper.params.optimizer.lr={type:float,low:0.1,high:0.001}",

@@ -5,12 +5,14 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from lft.train import train
 from tests.unit.training.test_token_weighting import LR, TOLERANCE, gradient_gap
 
 
+@pytest.mark.slow  # DDP on the CPU runs by default in tests/e2e/test_scale.py; per-process counts in the unit tests
 def test_two_ddp_processes_accumulating_equal_one_process_with_the_whole_batch(make_cfg, tmp_path, tiny_llama,
                                                                                uneven_pairs):
     """gloo DDP on the CPU, 2 processes x 2 rows x 2 accumulated micro-batches against one batch of 8 rows: every
