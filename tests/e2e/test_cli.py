@@ -57,7 +57,7 @@ def test_packaged_minilm_learns_on_real_imdb_slice(make_cfg):
                    "trainer.limit_val_batches=1", "trainer.limit_test_batches=2")
     metrics = train(cfg)
     assert metrics["optimizer_steps"] == 6
-    assert 0.0 <= metrics["test/accuracy"] <= 1.0 and metrics["train/loss"] < 1.0
+    assert metrics["train/loss"] < 1.0
 
 
 def test_ag_news_config_trains_four_topics_from_the_shared_slice(make_cfg, tiny_bert):
@@ -65,5 +65,5 @@ def test_ag_news_config_trains_four_topics_from_the_shared_slice(make_cfg, tiny_
     cfg = make_cfg("data=ag_news", f"data.path={ag_news}", f"model.name_or_path={tiny_bert}", "data.train_size=64",
                    "data.val_size=16", "data.test_size=32", "data.max_length=32")
     metrics = train(cfg)
-    assert metrics["optimizer_steps"] == 4 and 0.0 <= metrics["test/accuracy"] <= 1.0
+    assert metrics["optimizer_steps"] == 4
     assert (Path(cfg.paths.output_dir) / "model" / "config.json").read_text().count("Sci/Tech") == 2  # id2label, label2id

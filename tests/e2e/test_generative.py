@@ -24,7 +24,7 @@ def test_generative_strategies(make_cfg, pairs_data, request, model, strategy):
     metrics = train(cfg)
     for key in GEN_KEYS:
         assert key in metrics, sorted(metrics)
-    assert 0.0 <= metrics["test/rouge1"] <= 1.0 and metrics["test/perplexity"] > 1.0
+    assert metrics["test/perplexity"] > 1.0
     assert metrics["optimizer_steps"] == 4
     run = Path(cfg.paths.output_dir)
     assert (run / ("model" if strategy != "lora" else "adapter")).is_dir()

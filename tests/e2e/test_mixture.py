@@ -39,7 +39,7 @@ def test_a_mixture_trains_and_reports_each_member(make_cfg, tiny_llama, pairs_da
                 "val/imdb_instruct/accuracy", "test/dialogsum/bleu", "test/imdb_instruct/accuracy",
                 "best_val/dialogsum/rouge1"):
         assert key in metrics, sorted(metrics)
-    assert 0 <= metrics["test/imdb_instruct/accuracy"] <= 1 and metrics["val/text/perplexity"] > 1
+    assert metrics["val/text/perplexity"] > 1
     assert "val/text/rouge1" not in metrics  # raw text is scored by perplexity only
 
 

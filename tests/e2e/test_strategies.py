@@ -32,7 +32,7 @@ def test_every_strategy_file_trains(make_cfg, tiny_bert, tiny_bert_64, tiny_teac
     if strategy not in ("full", "distill"):
         assert 0 < metrics["trainable_params"] < metrics["total_params"]
     saved = json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())
-    assert 0.0 <= saved["test/accuracy"] <= 1.0
+    assert saved["test/accuracy"] == metrics["test/accuracy"]  # the folder holds the figure the run returned
 
 
 def test_adalora_schedule_follows_the_run(make_cfg, tiny_bert):

@@ -18,7 +18,7 @@ def test_strategy_trains_and_writes_run_folder(make_cfg, tiny_bert, strategy):
     metrics = train(cfg)
     run = Path(cfg.paths.output_dir)
     saved = json.loads((run / "metrics.json").read_text())
-    assert 0.0 <= saved["test/accuracy"] <= 1.0
+    assert saved["test/accuracy"] == metrics["test/accuracy"]  # the folder holds the figure the run returned
     assert saved["trainable_params"] < saved["total_params"] or strategy == "full"
     assert (run / "config.yaml").exists() and (run / "manifest.json").exists()
     assert (run / "checkpoints" / "best.ckpt").exists()
