@@ -1,7 +1,7 @@
 """What each speed path's numbers are worth: its error against an fp32 reference beside the stock path's.
 
 Two tables, written to a new `bench/results/fidelity-<UTC time>.md` (never over an old one):
-1. Every family of tests/test_fidelity_matrix.py, full and LoRA: the relative error (2-norm over all gradients;
+1. Every family of tests/unit/speed/test_fidelity_matrix.py, full and LoRA: the relative error (2-norm over all gradients;
    the loss as a relative difference) of lft's training forward and of stock transformers + peft against the
    stock fp32 forward, in fp32 and under bf16 autocast. The test asserts these within the contract's tolerance;
    this prints the values.
@@ -24,7 +24,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the matrix's tiny families live with its test
 
-import tests.test_fidelity_matrix as matrix  # noqa: E402
+import tests.unit.speed.test_fidelity_matrix as matrix  # noqa: E402
 
 from lft.speed import dropout_masks  # noqa: E402
 

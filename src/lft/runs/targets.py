@@ -6,7 +6,7 @@ may come from anyone (a copied run, a shared drive), and `{_target_: logging.Fil
 mode: w}` in it would truncate a file. So a resumed config may name only:
 - classes defined in lightning, lft or torch.optim (the kinds of objects lft's configs build), reached by their
   public names: not `lft.runs.resume.os.system` (os, imported into lft) nor private helpers;
-- the functions the shipped configs name (SHIPPED_FUNCTIONS; tests/test_resume.py checks every target in conf/);
+- the functions the shipped configs name (SHIPPED_FUNCTIONS; tests/unit/runs/test_targets.py checks every target in conf/);
 - targets the user's own command composes or accepts by name: `trust_targets=[module.Name, ...]`.
 Anything else stops before data or weights load, naming the config key and how to accept it.
 """

@@ -1,6 +1,6 @@
 """`compile=true`: torch.compile of each transformer block, where the fidelity contract lists the model class.
 
-Equals the eager blocks to fp32 rounding (bf16: within the stock path's error); tests/test_fidelity_matrix.py.
+Equals the eager blocks to fp32 rounding (bf16: within the stock path's error); tests/unit/speed/test_fidelity_matrix.py.
 """
 
 from lft.models.blocks import transformer_blocks

@@ -8,7 +8,7 @@ A speed path computes what transformers and peft compute, with less memory or ti
 - SAME_DISTRIBUTION: random masks drawn differently from ATen's, with the same distribution.
 
 `models` is an allowlist of transformers model classes (the class `from_pretrained` builds, under peft its base
-model), each one checked by tests/test_fidelity_matrix.py. A family joins a list when the matrix covers it: a
+model), each one checked by tests/unit/speed/test_fidelity_matrix.py. A family joins a list when the matrix covers it: a
 model of any other class gets the stock computation, with one log line. A subclass is another class: it may
 change what the forward computes (a logit multiplier, a router loss), so it is not assumed to inherit the paths.
 
@@ -73,7 +73,7 @@ PATHS = {p.name: p for p in (
               "lft.speed.dropout_masks", cpu_only=True),
     SpeedPath("fast_attention_dropout", BITWISE, "SDPA's math kernel step by step with a cheap mask: given the "
               "same mask, bitwise F.scaled_dot_product_attention's output and gradients, in fp32 and under bf16 "
-              "autocast (tests/test_fast_dropout.py); its error against fp32 is the stock path's", SDPA_MODELS,
+              "autocast (tests/unit/speed/test_fast_dropout.py); its error against fp32 is the stock path's", SDPA_MODELS,
               "lft.speed.dropout_masks", cpu_only=True),
     SpeedPath("adapter_dropout", BITWISE, "LoRA's lora_A(dropout(x)) as one step keeping a one-bit mask "
               "(DroppingLoraA): bitwise equal to peft's LoRA forward given the same mask", SDPA_MODELS,
