@@ -78,7 +78,7 @@ def worker(args) -> None:
     import torch
     from hydra import compose, initialize_config_dir
 
-    import lft.evaluation.scoring
+    import lft.recipes.evaluate
     from lft.config.paths import CONFIG_DIR
     from lft.generation.generator import stop_ids
     from lft.models.loading import load_tokenizer
@@ -91,14 +91,14 @@ def worker(args) -> None:
             f"model={args.model}", "data=dialogsum", f"data.path={args.data}", f"data.test_size={args.rows}",
             "trainer.enable_progress_bar=false", f"paths.output_dir={out_dir}", *OVERRIDES[args.worker], *args.override])
     meters = []
-    load = lft.evaluation.scoring.load_trained_model
+    load = lft.recipes.evaluate.load_trained_model
 
     def load_and_meter(*a, **kw):
         model = load(*a, **kw)
         meters.append(Meter(model, stop_ids(model, load_tokenizer(cfg.model))))
         return model
 
-    lft.evaluation.scoring.load_trained_model = load_and_meter  # instruments the instance lft.evaluate scores
+    lft.recipes.evaluate.load_trained_model = load_and_meter  # instruments the instance lft.evaluate scores
     row = lft.evaluate.evaluate(cfg)
     meter = meters[0]
     lines = (out_dir / "predictions.jsonl").read_text().splitlines()

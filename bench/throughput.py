@@ -239,7 +239,7 @@ def train_bare(args, cfg, task, datamodule, device):
     from run_record import ForwardProbe
 
     from lft.strategies import apply_strategy
-    from lft.training.module import NO_DECAY
+    from lft.training.finetune_module import NO_DECAY
     from lft.training.schedulers import lr_lambda
 
     precision = str(cfg.trainer.precision)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from lft.data.preference import PairEncoder, load_preference_splits
+from lft.data.preference_pairs import PairEncoder, load_preference_splits
 from lft.generation.generator import Generator
 from lft.models.loading import load_tokenizer
 from lft.runs.folder import load_run_config, load_trained_model

@@ -14,7 +14,7 @@ from lft.config.paths import CONFIG_DIR
 from lft.models.loading import load_tokenizer
 from lft.strategies import apply_strategy
 from lft.tasks import build_task
-from lft.training.module import FineTuneModule
+from lft.training.finetune_module import FineTuneModule
 
 
 def run(batch, k):

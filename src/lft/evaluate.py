@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
-from lft.evaluation.scoring import evaluate, score
+from lft.recipes.evaluate import evaluate, score
 
 __all__ = ["evaluate", "main", "score"]
 log = logging.getLogger("lft")

@@ -1,6 +1,6 @@
 """`python -m lft.export run=<run dir> out=<dir> [merge=true] [force=false]`: a run's weights as a plain folder.
 
-The export itself is lft/runs/export.py's export() (re-exported here); this module parses the key=value
+The export itself is lft/recipes/export.py's export() (re-exported here); this module parses the key=value
 arguments and turns a refusal into one message and exit code 2.
 """
 
@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from lft.config.errors import ConfigError
 from lft.config.schema import entry_defaults
 from lft.config.validate import validate
-from lft.runs.export import export
+from lft.recipes.export import export
 
 __all__ = ["export", "main", "parse"]
 log = logging.getLogger("lft")

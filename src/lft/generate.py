@@ -13,7 +13,7 @@ import logging
 import sys
 
 from lft.config.errors import ConfigError
-from lft.generation.answer import generate
+from lft.recipes.generate import generate
 
 log = logging.getLogger("lft")
 KEYS = ("run", "model", "data", "prompt", "prompts", "format", "max_new_tokens", "num_beams", "do_sample",

@@ -1,6 +1,6 @@
 """`python -m lft.train [overrides]`: fine-tune a model as the composed Hydra config says.
 
-The run itself is lft/training/fit.py's train(cfg) (plain Python: tests call it directly, re-exported here).
+The run itself is lft/recipes/train.py's train(cfg) (plain Python: tests call it directly, re-exported here).
 main() is the thin Hydra wrapper: it returns the monitored metric for sweepers, turns `resume=<run>` into that
 run's own config (lft/runs/resume.py), and maps failures a user can act on to one message and an exit code.
 
@@ -20,9 +20,9 @@ from lft.callbacks import NonFiniteLossError
 from lft.callbacks.trial_pruning import PRUNED
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
+from lft.recipes.train import RunStopped, train
 from lft.runs.failure import record_failure
 from lft.runs.resume import config_to_run
-from lft.training.fit import RunStopped, train
 
 __all__ = ["RunStopped", "main", "train"]
 log = logging.getLogger("lft")

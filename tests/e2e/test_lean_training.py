@@ -4,7 +4,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from safetensors.torch import load_file
 
-import lft.training.fit
+import lft.recipes.train
 from lft.speed.bf16_base_weights import Bf16BaseWeights
 from lft.strategies import strategy_callbacks
 from lft.train import train
@@ -24,7 +24,7 @@ def _lora_run(make_cfg, tiny_llama, pairs_data, out, monkeypatch, base_in_bf16: 
     cfg = make_cfg("data=dialogsum", f"data.path={pairs_data}", f"model.name_or_path={tiny_llama}", "strategy=lora",
                    "trainer.precision=bf16-mixed", "test=false", out=out)
     dtypes = _Dtypes()
-    monkeypatch.setattr(lft.training.fit, "strategy_callbacks", lambda model: [
+    monkeypatch.setattr(lft.recipes.train, "strategy_callbacks", lambda model: [
         *(c for c in strategy_callbacks(model) if base_in_bf16 or not isinstance(c, Bf16BaseWeights)), dtypes])
     metrics = train(cfg)
     return metrics, dtypes.seen, load_file(f"{metrics['weights_dir']}/adapter_model.safetensors")

@@ -13,7 +13,7 @@ model of any other class gets the stock computation, with one log line. A subcla
 change what the forward computes (a logit multiplier, a router loss), so it is not assumed to inherit the paths.
 
 Paths that change how a loss is computed (lean blocks, the lean loss) are also checked on each fit's first batch
-against the stock forward (speed/check.py); a model that fails the check trains on the stock path.
+against the stock forward (callbacks/fidelity_check.py); a model that fails the check trains on the stock path.
 """
 
 import logging

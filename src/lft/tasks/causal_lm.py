@@ -23,9 +23,9 @@ from lft.config.errors import ConfigError
 from lft.data.cache import cached_encoding
 from lft.data.labels import IGNORE
 from lft.data.packing import PackingCollator, check_packing_isolates
-from lft.data.pairs import encode_text_pairs, load_augmented_pairs
 from lft.data.sources import load_splits, require_columns
 from lft.data.templates import PromptBuilder, chat_enabled, get_template
+from lft.data.text_to_text import encode_text_pairs, load_augmented_pairs
 from lft.data.values import raw_text_columns
 from lft.generation.generator import Generator, evaluate_text, split_fields, text_metrics
 from lft.models.loading import align_pad_token, load_pretrained

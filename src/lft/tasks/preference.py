@@ -1,6 +1,6 @@
 """Learning from preference pairs: DPO-family policy tuning (`data.task: dpo`) and reward models (`reward`).
 
-Both read the same pairs (lft/data/preference.py) and run chosen and rejected answers through the model in one
+Both read the same pairs (lft/data/preference_pairs.py) and run chosen and rejected answers through the model in one
 forward pass (the batch holds them side by side; the task concatenates them).
 
 - DpoTask: a causal LM; loss only on answer tokens. The reference is the frozen starting point: the same model
@@ -27,7 +27,7 @@ from lft.config.errors import ConfigError
 from lft.data.cache import cached_encoding
 from lft.data.datamodule import datamodule_for
 from lft.data.labels import IGNORE
-from lft.data.preference import PairEncoder, encode_pairs, load_preference_splits, parse_turns
+from lft.data.preference_pairs import PairEncoder, encode_pairs, load_preference_splits, parse_turns
 from lft.data.templates import chat_enabled
 from lft.losses.preference import (
     DPO_LOSSES,

@@ -17,8 +17,8 @@ from transformers import AutoModelForSeq2SeqLM
 from lft.data.cache import cached_encoding
 from lft.data.datamodule import datamodule_for, labelled_tokens
 from lft.data.labels import IGNORE
-from lft.data.pairs import encode_text_pairs, load_augmented_pairs
 from lft.data.templates import PromptBuilder, get_template
+from lft.data.text_to_text import encode_text_pairs, load_augmented_pairs
 from lft.generation.generator import (
     EvalCollator,
     Generator,

@@ -10,8 +10,8 @@ from omegaconf import OmegaConf
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+from lft.callbacks.fidelity_check import compare, differs, fall_back, paths_on
 from lft.models.loading import use_speed_paths
-from lft.speed.check import compare, differs, fall_back, paths_on
 from lft.speed.contract import PATHS, STOCK_ERROR, marked
 from lft.speed.lean_blocks import LEAN_ATTENTION, SwiGLU
 from lft.speed.lean_loss import lm_parts

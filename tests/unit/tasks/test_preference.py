@@ -10,13 +10,13 @@ import torch
 from omegaconf import open_dict
 
 from lft.config.errors import ConfigError
-from lft.data.preference import PairEncoder, parse_turns, split_shared_prefix
+from lft.data.preference_pairs import PairEncoder, parse_turns, split_shared_prefix
 from lft.losses.preference import bradley_terry_loss, dpo_loss, pair_accuracy, sequence_logps
 from lft.models.loading import load_tokenizer
 from lft.strategies import apply_strategy
 from lft.strategies.params import count_parameters
 from lft.tasks import build_task
-from lft.training.module import FineTuneModule
+from lft.training.finetune_module import FineTuneModule
 
 
 # --- losses against an independent scalar implementation of the papers' formulas ------------------------------------
@@ -87,7 +87,7 @@ def test_conversations_split_at_the_shared_prefix():
 
 
 def test_pairs_without_a_prompt_column_are_split(make_cfg, tmp_path):
-    from lft.data.preference import load_preference_splits
+    from lft.data.preference_pairs import load_preference_splits
 
     rows = [{"chosen": HH + " A pun.", "rejected": HH + " No."}] * 4
     for split in ("train", "validation", "test"):

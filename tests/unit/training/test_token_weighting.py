@@ -12,7 +12,7 @@ import torch
 from lft.models.loading import load_tokenizer
 from lft.strategies import apply_strategy
 from lft.tasks import build_task
-from lft.training.module import FineTuneModule
+from lft.training.finetune_module import FineTuneModule
 
 # SGD without momentum or decay: a step moves the weights by lr x the gradient, so weights compare gradients.
 LR = 0.1

@@ -25,8 +25,8 @@ from lft.speed.compile import compile_blocks
 from lft.strategies import apply_strategy, strategy_callbacks
 from lft.strategies.params import count_parameters
 from lft.tasks import build_task
+from lft.training.finetune_module import FineTuneModule
 from lft.training.loggers import build_loggers, finish_loggers, write_summary
-from lft.training.module import FineTuneModule
 
 log = logging.getLogger("lft")
 

@@ -19,8 +19,8 @@ from lft.models.loading import load_tokenizer
 from lft.reports.results import append_row, format_table
 from lft.runs.folder import load_run_config, load_trained_model
 from lft.tasks import build_task
+from lft.training.finetune_module import FineTuneModule
 from lft.training.loggers import build_loggers
-from lft.training.module import FineTuneModule
 
 log = logging.getLogger("lft")
 
