@@ -23,6 +23,7 @@ from omegaconf import OmegaConf, open_dict
 
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
+from lft.runs import console
 from lft.runs.folder import save_config
 
 log = logging.getLogger("lft")
@@ -84,7 +85,9 @@ class FitBatchSizeFinder(BatchSizeFinder):
     """Searches once, when fit starts; the test split is scored with data.eval_batch_size as configured."""
 
     def scale_batch_size(self, trainer, pl_module) -> None:
-        with isolate_rng():  # trial steps draw dropout masks: the real run draws what an untuned one would
+        # Trial steps draw dropout masks: the real run draws what an untuned one would. The finder's temporary
+        # checkpoint (restored after the trials) needs no weights_only note.
+        with isolate_rng(), console.held_back(console.FINDER_CHECKPOINT):
             super().scale_batch_size(trainer, pl_module)
         # In power mode Lightning doubles past max_val before it stops; the cap is the cap.
         if self.optimal_batch_size is not None and self.optimal_batch_size > self._max_val:
@@ -108,7 +111,8 @@ class FitLearningRateFinder(LearningRateFinder):
         max_epochs = trainer.fit_loop.max_epochs
         trainer.fit_loop.max_epochs = -1  # the range test may span several epochs of a small train split
         try:
-            super().lr_find(trainer, pl_module)
+            with console.held_back(console.FINDER_CHECKPOINT):  # its temporary checkpoint, restored after the test
+                super().lr_find(trainer, pl_module)
         finally:
             trainer.fit_loop.max_epochs = max_epochs
         if self.optimal_lr is not None and self.optimal_lr.suggestion() is None:
