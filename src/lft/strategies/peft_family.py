@@ -90,6 +90,7 @@ def keep_4bit_weights_trainable(model) -> None:
 
 
 NEWEST_PEFT_TESTED = Version("0.21.2")
+OLD_NAME_REMOVED = Version("5.40.0")  # transformers' FutureWarning: `past_key_values` goes in 5.40
 
 
 def _check_takes_past_key_values(model, cfg, task):
@@ -100,9 +101,16 @@ def _check_takes_past_key_values(model, cfg, task):
     peft (<= 0.21) looks the old name up in the forward's signature and refuses the model, so lft says so first."""
     backbone = getattr(model, getattr(model, "base_model_prefix", ""), model)
     names = {name for m in (model, backbone) for name in inspect.signature(m.forward).parameters}
+    old_peft = Version(version("peft")) <= NEWEST_PEFT_TESTED  # a later peft may pass `cache` itself
+    if "cache" in names and old_peft and Version(version("transformers")) >= OLD_NAME_REMOVED:
+        raise ConfigError(
+            f"strategy={cfg.name} needs transformers < {OLD_NAME_REMOVED} with peft <= {NEWEST_PEFT_TESTED}: peft passes "
+            "the prefixes as past_key_values, a name transformers dropped in favour of cache. Upgrade peft, or use "
+            "strategy=prompt_tuning or strategy=lora."
+        )
     if "past_key_values" in names or ("cache" in names and task.peft_task_type != "SEQ_CLS"):
         return
-    if "cache" in names and Version(version("peft")) <= NEWEST_PEFT_TESTED:  # a later peft may read `cache`
+    if "cache" in names and old_peft:
         raise ConfigError(
             f"strategy={cfg.name} on a classification model needs transformers < 5.24 with peft <= 0.21: transformers "
             "5.24 renamed the models' past_key_values argument to cache, and peft's classification path still looks for "
