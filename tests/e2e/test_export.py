@@ -27,7 +27,7 @@ def runs(tmp_path_factory, tiny_bert):
 
     root, found = tmp_path_factory.mktemp("runs"), {}
     for name, model, extra in [("lora", tiny_bert, ["strategy.target_modules=[query,value,dense]"]),
-                               ("ia3", tiny_bert, []), ("prefix_tuning", tiny_bert, []), ("full", tiny_bert, [])]:
+                               ("ia3", tiny_bert, []), ("prompt_tuning", tiny_bert, []), ("full", tiny_bert, [])]:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("train", [f"strategy={name}", f"model.name_or_path={model}", "test=false", *extra])
         with open_dict(cfg):
@@ -70,7 +70,7 @@ def test_export_loads_without_lft_or_peft(runs, tmp_path):
 
 
 def test_adapter_only_export_and_full_runs(runs, tmp_path):
-    out = export(str(runs["prefix_tuning"]), str(tmp_path / "adapter"), merge=False)
+    out = export(str(runs["prompt_tuning"]), str(tmp_path / "adapter"), merge=False)
     assert (out / "adapter_config.json").exists() and (out / "config.json").exists() and (out / "tokenizer.json").exists()
     out = export(str(runs["full"]), str(tmp_path / "full"), merge=True)
     torch.testing.assert_close(_logits(AutoModelForSequenceClassification.from_pretrained(out)),
@@ -78,8 +78,8 @@ def test_adapter_only_export_and_full_runs(runs, tmp_path):
 
 
 def test_bad_exports_say_what_to_do(runs, tmp_path):
-    with pytest.raises(ConfigError, match="PREFIX_TUNING adapter .* cannot merge into the base; .* merge=false"):
-        export(str(runs["prefix_tuning"]), str(tmp_path / "x"), merge=True)
+    with pytest.raises(ConfigError, match="PROMPT_TUNING adapter .* cannot merge into the base; .* merge=false"):
+        export(str(runs["prompt_tuning"]), str(tmp_path / "x"), merge=True)
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "keep.txt").write_text("mine")

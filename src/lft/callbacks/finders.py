@@ -22,6 +22,7 @@ from lightning.pytorch.utilities.seed import isolate_rng
 from omegaconf import open_dict
 
 from lft.config.errors import ConfigError
+from lft.runs import console
 from lft.runs.folder import save_config
 from lft.runs.layout import LR_PLOT
 
@@ -53,7 +54,9 @@ class FitBatchSizeFinder(BatchSizeFinder):
     """Searches once, when fit starts; the test split is scored with data.eval_batch_size as configured."""
 
     def scale_batch_size(self, trainer, pl_module) -> None:
-        with isolate_rng():  # trial steps draw dropout masks: the real run draws what an untuned one would
+        # Trial steps draw dropout masks: the real run draws what an untuned one would. The finder's temporary
+        # checkpoint (restored after the trials) needs no weights_only note.
+        with isolate_rng(), console.held_back(console.FINDER_CHECKPOINT):
             super().scale_batch_size(trainer, pl_module)
         # In power mode Lightning doubles past max_val before it stops; the cap is the cap.
         if self.optimal_batch_size is not None and self.optimal_batch_size > self._max_val:
@@ -77,7 +80,8 @@ class FitLearningRateFinder(LearningRateFinder):
         max_epochs = trainer.fit_loop.max_epochs
         trainer.fit_loop.max_epochs = -1  # the range test may span several epochs of a small train split
         try:
-            super().lr_find(trainer, pl_module)
+            with console.held_back(console.FINDER_CHECKPOINT):  # its temporary checkpoint, restored after the test
+                super().lr_find(trainer, pl_module)
         finally:
             trainer.fit_loop.max_epochs = max_epochs
         if self.optimal_lr is not None and self.optimal_lr.suggestion() is None:

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
-# The repo's conf/ (lft is installed editable; the configs are the user-facing surface).
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "conf"
+PACKAGE = Path(__file__).resolve().parents[1]
+ASSETS = PACKAGE / "assets"
+# A wheel carries the repo's top-level conf/ as the package lft.conf (setup.py maps it); a source checkout
+# (editable install, PYTHONPATH=src) has no src/lft/conf and reads the repo's conf/ itself.
+CONFIG_DIR = PACKAGE / "conf" if (PACKAGE / "conf").is_dir() else PACKAGE.parents[1] / "conf"

@@ -12,6 +12,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 from lft.config.errors import ConfigError
+from lft.runs import console
 from lft.speed.contract import applies, mark
 from lft.speed.dropout_masks import use_fast_dropout
 from lft.speed.lean_blocks import use_lean_blocks
@@ -152,7 +153,14 @@ def load_pretrained(model_cfg, auto_class, **config_overrides) -> torch.nn.Modul
     dtype = getattr(torch, model_cfg.dtype) if model_cfg.get("dtype") else torch.float32
     path, _ = model_source(model_cfg)
     quantization = bnb_config(model_cfg.get("quantization"))
-    model = auto_class.from_pretrained(path, config=config, dtype=dtype, quantization_config=quantization)
+    if quantization is not None and not torch.cuda.is_available():
+        console.show_bitsandbytes_kernel_note()
+    checkpoint_architectures = list(config.architectures or [])
+    with console.held_back(console.LOAD_REPORT) as report:  # the head lft adds is reported MISSING: expected
+        model, info = auto_class.from_pretrained(path, config=config, dtype=dtype, quantization_config=quantization,
+                                                 output_loading_info=True)
+    if not console.only_new_head(model, info, checkpoint_architectures):
+        console.show(report)
     model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as they are
     if model_cfg.get("lean_blocks", True):
         use_speed_paths(model)

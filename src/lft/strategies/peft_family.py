@@ -5,7 +5,9 @@ other methods are a few lines each below. Every method reports its trainable par
 """
 
 import inspect
+from importlib.metadata import version
 
+from packaging.version import Version
 from peft import (
     AdaLoraConfig,
     IA3Config,
@@ -87,15 +89,38 @@ def keep_4bit_weights_trainable(model) -> None:
             module.register_forward_pre_hook(unpack_for_training)
 
 
-def _check_takes_past_key_values(model, cfg):
-    """Prefix tuning feeds its prefixes as past key values; recent transformers dropped them from encoders (BERT)."""
+NEWEST_PEFT_TESTED = Version("0.21.2")
+OLD_NAME_REMOVED = Version("5.40.0")  # transformers' FutureWarning: `past_key_values` goes in 5.40
+
+
+def _check_takes_past_key_values(model, cfg, task):
+    """Prefix tuning feeds its prefixes as past key values; recent transformers dropped them from encoders (BERT).
+
+    transformers 5.24 renamed the models' `past_key_values` argument to `cache`. peft passes its prefixes as
+    `past_key_values=` to generative models, which transformers still maps onto `cache`; for classification
+    peft (<= 0.21) looks the old name up in the forward's signature and refuses the model, so lft says so first."""
     backbone = getattr(model, getattr(model, "base_model_prefix", ""), model)
-    if not any("past_key_values" in inspect.signature(m.forward).parameters for m in (model, backbone)):
+    names = {name for m in (model, backbone) for name in inspect.signature(m.forward).parameters}
+    old_peft = Version(version("peft")) <= NEWEST_PEFT_TESTED  # a later peft may pass `cache` itself
+    if "cache" in names and old_peft and Version(version("transformers")) >= OLD_NAME_REMOVED:
         raise ConfigError(
-            f"strategy={cfg.name}: {type(model).__name__} takes no past key values in this transformers version, "
-            "and prefix tuning needs them; use a decoder model (GPT-2, Llama, SmolLM2) or T5, or "
-            "strategy=prompt_tuning / strategy=lora."
+            f"strategy={cfg.name} needs transformers < {OLD_NAME_REMOVED} with peft <= {NEWEST_PEFT_TESTED}: peft passes "
+            "the prefixes as past_key_values, a name transformers dropped in favour of cache. Upgrade peft, or use "
+            "strategy=prompt_tuning or strategy=lora."
         )
+    if "past_key_values" in names or ("cache" in names and task.peft_task_type != "SEQ_CLS"):
+        return
+    if "cache" in names and old_peft:
+        raise ConfigError(
+            f"strategy={cfg.name} on a classification model needs transformers < 5.24 with peft <= 0.21: transformers "
+            "5.24 renamed the models' past_key_values argument to cache, and peft's classification path still looks for "
+            "the old name. Use strategy=prompt_tuning or strategy=lora, or pip install 'transformers<5.24'."
+        )
+    raise ConfigError(
+        f"strategy={cfg.name}: {type(model).__name__} takes no past key values in this transformers version, "
+        "and prefix tuning needs them; use a decoder model (GPT-2, Llama, SmolLM2) or T5, or "
+        "strategy=prompt_tuning / strategy=lora."
+    )
 
 
 def prompt_tuning_config(model, cfg, task) -> PromptTuningConfig:
@@ -108,7 +133,7 @@ def prompt_tuning_config(model, cfg, task) -> PromptTuningConfig:
 
 def prefix_tuning_config(model, cfg, task) -> PrefixTuningConfig:
     _check_prompt_learning(cfg, task)
-    _check_takes_past_key_values(model, cfg)
+    _check_takes_past_key_values(model, cfg, task)
     return PrefixTuningConfig(num_virtual_tokens=cfg.num_virtual_tokens, prefix_projection=cfg.projection,
                               **peft_common(cfg, task, model))
 

@@ -1,11 +1,13 @@
-"""Experiment loggers from config (CSV, TensorBoard, wandb); wandb drops to offline without credentials.
+"""Experiment loggers from config (CSV, TensorBoard, wandb, MLflow); wandb drops to offline without credentials.
 
 In a Hydra multirun every job is its own wandb run; where the user set none, lft fills its `group` (the sweep:
 task name + sweep folder name), `tags` (the job's overrides) and `name` (job number + the overrides the sweep
-varies), so a dashboard groups the jobs of one sweep and tells them apart.
+varies), so a dashboard groups the jobs of one sweep and tells them apart. MLflow gets the same: one experiment
+per sweep, run names, and the job's overrides as a tag (lft.training.mlflow_logger).
 """
 
 import csv
+import importlib.util
 import logging
 import netrc
 import os
@@ -13,6 +15,8 @@ import sys
 from pathlib import Path
 
 from hydra.utils import instantiate
+
+from lft.config.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,8 @@ def build_loggers(logger_cfg, task_name: str | None = None) -> list:
             if not cfg.get("offline") and not wandb_credentials():
                 log.warning("wandb: no WANDB_API_KEY or login found, logging offline (sync later with `wandb sync`).")
                 cfg["offline"] = True
+        if name == "mlflow":
+            cfg = {**cfg, **mlflow_run_settings(cfg, task_name)}
         loggers.append(instantiate(cfg))
     return loggers
 
@@ -53,6 +59,23 @@ def wandb_run_settings(cfg, task_name: str | None) -> dict:
         keys = swept_keys(job)
         shown = [o for o in overrides if o.partition("=")[0].lstrip("+~") in keys] or overrides
         out["name"] = " ".join([str(job.job.num), *shown])
+    return out
+
+
+def mlflow_run_settings(cfg, task_name: str | None) -> dict:
+    """What lft fills for MLflow where the user left it unset: wandb's group, name and tags as the experiment,
+    the run name and an `overrides` tag."""
+    if importlib.util.find_spec("mlflow") is None:
+        raise ConfigError("logger=mlflow needs the mlflow package: pip install 'lft[mlflow]' (or pip install mlflow).")
+    named = wandb_run_settings({}, task_name)
+    out = {}
+    if not cfg.get("experiment_name"):
+        out["experiment_name"] = named.get("group") or task_name or "lft"
+    if not cfg.get("run_name") and "group" in named:  # a multirun's job; a single run keeps MLflow's name
+        out["run_name"] = named["name"]
+    job = sweep_job()
+    if not cfg.get("tags") and job is not None:
+        out["tags"] = {"overrides": " ".join(job_overrides(job))}
     return out
 
 
@@ -101,10 +124,13 @@ def wandb_credentials() -> bool:
 
 
 def write_summary(loggers, metrics: dict) -> None:
-    """The run's final metrics (metrics.json) as its wandb summary: the values a sweep's runs are compared by."""
+    """The run's final metrics (metrics.json) as its wandb summary or MLflow's final metrics: the values a sweep's
+    runs are compared by."""
     for logger in loggers:
         if type(logger).__name__ == "WandbLogger":
             logger.experiment.summary.update(metrics)
+        elif hasattr(logger, "log_final"):  # lft.training.mlflow_logger.MLflowLogger
+            logger.log_final(metrics)
 
 
 def finish_loggers(loggers) -> None:

@@ -71,7 +71,7 @@ def test_peft_family_variants_build_what_they_say(make_cfg, tiny_bert):
     from peft import PeftType
 
     expected = {"dora": PeftType.LORA, "ia3": PeftType.IA3, "adalora": PeftType.ADALORA,
-                "prompt_tuning": PeftType.PROMPT_TUNING, "prefix_tuning": PeftType.PREFIX_TUNING}
+                "prompt_tuning": PeftType.PROMPT_TUNING}  # prefix tuning: tests/unit/strategies/test_prefix_tuning_cache.py
     for name, peft_type in expected.items():
         cfg, model, task = _model_and_task(make_cfg, tiny_bert, f"strategy={name}")
         model, _ = apply_strategy(model, cfg.strategy, task)
