@@ -1,9 +1,12 @@
-"""`python -m lft.export run=<run dir> out=<dir> [merge=true] [force=false]`: a run's weights as a plain folder.
+"""`python -m lft.export run=<run dir> out=<dir> [merge=true] [format=hf|gguf] [quantization=f16|q8_0|f32]
+[push_to_hub=<repo id>]`: a run's weights as a plain folder, with a model card (README.md).
 
 merge=true folds a LoRA/AdaLoRA/IA3 adapter into the base weights: `out` then loads with
 `AutoModelFor*.from_pretrained(out)` alone (no lft, no peft). merge=false writes the adapter (+ base config) for
 `PeftModel.from_pretrained`. Runs that trained the whole model (full, freeze, distill) export their model as is.
 The tokenizer goes with it either way. `out` must be new or empty: nothing already there is overwritten.
+format=gguf adds `<out name>-<quantization>.gguf` (Llama-family decoders: lft/exporting/gguf.py) for llama.cpp and
+Ollama; push_to_hub uploads the folder (lft/exporting/hub.py), checking the Hub is reachable before any work.
 """
 
 import logging
@@ -15,20 +18,29 @@ from peft import PeftModel
 from transformers import AutoConfig, AutoTokenizer
 
 from lft.config.errors import ConfigError
+from lft.exporting import card, gguf, hub
 from lft.runs.folder import load_run_model, save_base_config
 
 log = logging.getLogger("lft")
-DEFAULTS = {"run": None, "out": None, "merge": True, "force": False}
+DEFAULTS = {"run": None, "out": None, "merge": True, "force": False, "format": "hf", "quantization": "f16",
+            "push_to_hub": None}
+FORMATS = ("hf", "gguf")
 
 
-def export(run: str, out: str, merge: bool = True, force: bool = False) -> Path:
-    """Write the run's model (merged, or adapter only) and tokenizer to `out`; returns `out`."""
+def export(run: str, out: str, merge: bool = True, force: bool = False, format: str = "hf",
+           quantization: str = "f16", push_to_hub: str | None = None) -> Path:
+    """Write the run's model (merged, or adapter only), tokenizer and card to `out`; returns `out`."""
     run_dir, out_dir = Path(run), Path(out)
+    if format not in FORMATS:
+        raise ConfigError(f"format={format!r}: use hf (a Hugging Face folder) or gguf (that folder plus a GGUF file).")
+    if push_to_hub:
+        hub.check_reachable(push_to_hub)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"out={out}: the folder exists and is not empty; pick a new folder (nothing is overwritten).")
     weights = run_dir / "model" if (run_dir / "model").is_dir() else run_dir / "adapter"
     if not weights.is_dir():
         raise ConfigError(f"run={run}: not a finished lft run folder (it has neither model/ nor adapter/).")
+    pre_tokenizer = gguf.check_run(weights, merge, quantization) if format == "gguf" else None
     quantized = hasattr(AutoConfig.from_pretrained(weights), "quantization_config")
     if merge and quantized and weights.name == "adapter":
         if not force:
@@ -44,7 +56,14 @@ def export(run: str, out: str, merge: bool = True, force: bool = False) -> Path:
     if isinstance(model, PeftModel):  # merge=false: the base config goes beside the adapter
         save_base_config(model, out_dir)
     AutoTokenizer.from_pretrained(weights).save_pretrained(out_dir)
+    gguf_file = None
+    if format == "gguf":
+        gguf_file = gguf.write_gguf(model, out_dir, out_dir / f"{out_dir.name}-{quantization}.gguf", quantization,
+                                    pre_tokenizer, license=card.base_license(run_dir))
+    card.write_card(run_dir, out_dir, merged=not isinstance(model, PeftModel), gguf_file=gguf_file)
     log.info("Exported %s (%s) to %s", run_dir, "merged" if merge else "adapter only", out_dir.resolve())
+    if push_to_hub:
+        hub.push(out_dir, push_to_hub)
     return out_dir
 
 

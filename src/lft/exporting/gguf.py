@@ -70,13 +70,23 @@ def pre_tokenizer(tokenizer) -> str:
     )
 
 
+def check_run(weights: Path, merge: bool, quantization: str) -> str:
+    """The checks of supported() on a run's saved config and tokenizer; merge=false cannot make a GGUF."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    if not merge:
+        raise ConfigError("format=gguf holds a whole model: use merge=true (the adapter merged into the base), or "
+                          "format=hf merge=false for the adapter alone.")
+    return supported(AutoConfig.from_pretrained(weights), AutoTokenizer.from_pretrained(weights), quantization)
+
+
 def write_gguf(model, folder: Path, path: Path, quantization: str, pre: str, license: str | None = None) -> Path:
     """Write `model` (merged, in memory) and the tokenizer saved in `folder` as one GGUF file at `path`."""
     import gguf
 
     config = model.config
     tokenizer_vocab = _vocab(folder, config.vocab_size)
-    writer = gguf.GGUFWriter(path, ARCHITECTURES[config.architectures[0]])
+    writer = gguf.GGUFWriter(path, ARCHITECTURES[type(model).__name__])
     writer.add_name(path.stem)
     if license:
         writer.add_license(license)
