@@ -121,6 +121,7 @@ def test_card_holds_metrics_command_and_method(lora_run, exported):
     card = (exported / "README.md").read_text()
     front = card.split("---\n")[1]
     assert "library_name: transformers" in front and "license: unknown" in front and "- gguf" in front
+    assert "pipeline_tag: text-generation" in front  # a decoder, though trained on seq2seq data
     metrics = json.loads((lora_run / "metrics.json").read_text())
     for name, value in metrics.items():
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)

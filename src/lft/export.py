@@ -22,13 +22,12 @@ from lft.exporting import card, gguf, hub
 from lft.runs.folder import load_run_model, save_base_config
 
 log = logging.getLogger("lft")
-DEFAULTS = {"run": None, "out": None, "merge": True, "force": False, "format": "hf", "quantization": "f16",
-            "push_to_hub": None}
+DEFAULTS = {"run": None, "out": None, "merge": True, "format": "hf", "quantization": "f16", "push_to_hub": None}
 FORMATS = ("hf", "gguf")
 
 
-def export(run: str, out: str, merge: bool = True, force: bool = False, format: str = "hf",
-           quantization: str = "f16", push_to_hub: str | None = None) -> Path:
+def export(run: str, out: str, merge: bool = True, format: str = "hf", quantization: str = "f16",
+           push_to_hub: str | None = None) -> Path:
     """Write the run's model (merged, or adapter only), tokenizer and card to `out`; returns `out`."""
     run_dir, out_dir = Path(run), Path(out)
     if format not in FORMATS:
@@ -43,14 +42,8 @@ def export(run: str, out: str, merge: bool = True, force: bool = False, format: 
     pre_tokenizer = gguf.check_run(weights, merge, quantization) if format == "gguf" else None
     quantized = hasattr(AutoConfig.from_pretrained(weights), "quantization_config")
     if merge and quantized and weights.name == "adapter":
-        if not force:
-            raise ConfigError(
-                f"run={run}: the adapter was trained on a k-bit (bitsandbytes) base. Merging it into the full-precision "
-                "weights changes the outputs (the adapter learned to correct the quantized ones). Export the adapter "
-                "with merge=false, or pass force=true to merge anyway."
-            )
-        log.warning("Merging an adapter trained on a k-bit base into full-precision weights: outputs will differ "
-                    "from the trained model's.")
+        log.info("k-bit run: the base is loaded quantized as trained, dequantized to float, then the adapter merged "
+                 "into it: the merged model computes what the trained one did, in full precision.")
     model = load_run_model(run_dir, merge=merge and weights.name == "adapter", dequantize=merge)
     model.save_pretrained(out_dir)
     if isinstance(model, PeftModel):  # merge=false: the base config goes beside the adapter

@@ -18,7 +18,9 @@ HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")  # owner/name, as opposed to a local f
 METHOD_KEYS = ("name", "r", "alpha", "dropout", "target_modules", "use_rslora", "use_dora", "quantization",
                "num_virtual_tokens", "lr")
 TRAINING_KEYS = ("max_epochs", "max_steps", "accumulate_grad_batches", "precision")
-PIPELINES = {"causal_lm": "text-generation", "seq2seq": "text2text-generation", "classification": "text-classification"}
+# The Hub's pipeline tag from the exported class's name ending (a decoder trained on seq2seq data still generates).
+PIPELINES = {"ForCausalLM": "text-generation", "ForConditionalGeneration": "text2text-generation",
+             "ForSequenceClassification": "text-classification", "ForTokenClassification": "token-classification"}
 
 
 def base_license(run_dir: Path) -> str | None:
@@ -69,7 +71,7 @@ def write_card(run_dir: Path, out_dir: Path, merged: bool, gguf_file: Path | Non
         license=licence or "unknown",
         tags=tags,
         datasets=[hub_data] if hub_data and HUB_ID.match(hub_data) else None,
-        pipeline_tag=PIPELINES.get(str(data.get("task"))),
+        pipeline_tag=_pipeline(out_dir),
     )
     sections = [
         f"# {out_dir.name}\n\nFine-tuned from `{cfg.model.name_or_path}`"
@@ -84,9 +86,9 @@ def write_card(run_dir: Path, out_dir: Path, merged: bool, gguf_file: Path | Non
                                      if not str(k).startswith("_")},
                                   **{f"trainer.{k}": cfg.trainer.get(k) for k in TRAINING_KEYS if k in cfg.trainer},
                                   "seed": cfg.get("seed")}),
-        "## Data\n\n" + _table({f"data.{k}": data.get(k) for k in ("task", "hub_id", "path", "template",
-                                                                   "source_column", "target_column", "batch_size")
-                                if data.get(k) is not None}),
+        "## Data\n\n" + _table({f"data.{k}": data.get(k) for k in ("task", "path", "template", "source_column",
+                                                                   "target_column", "batch_size")
+                                if data.get(k) is not None} | ({"data.hub_id": hub_data} if hub_data else {})),
         "## Metrics\n\n" + _metrics(run_dir),
         "## How it was made\n\n" + _command(run_dir) + "\n\n<details><summary>The run's resolved config"
         "</summary>\n\n```yaml\n" + OmegaConf.to_yaml(cfg).strip() + "\n```\n\n</details>",
@@ -96,6 +98,12 @@ def write_card(run_dir: Path, out_dir: Path, merged: bool, gguf_file: Path | Non
     path = out_dir / "README.md"
     path.write_text("---\n" + front.to_yaml() + "\n---\n\n" + "\n\n".join(sections) + "\n")
     return path
+
+
+def _pipeline(out_dir: Path) -> str | None:
+    config = out_dir / "config.json"
+    architectures = json.loads(config.read_text()).get("architectures") or [""] if config.exists() else [""]
+    return next((tag for end, tag in PIPELINES.items() if architectures[0].endswith(end)), None)
 
 
 def _hub_id(name: str) -> str | None:
