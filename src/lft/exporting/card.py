@@ -161,12 +161,18 @@ def _usage(out_dir: Path, merged: bool, gguf_file: Path | None) -> str:
 
 def _versions(run_dir: Path) -> str:
     manifest = run_dir / "manifest.json"
-    packages = json.loads(manifest.read_text()).get("packages", {}) if manifest.exists() else {}
+    recorded = json.loads(manifest.read_text()) if manifest.exists() else {}
+    rows = "\n".join(f"| {name} | {v} |" for name, v in recorded.get("packages", {}).items())
+    text = ("Trained with (the run's manifest.json):\n\n| package | version |\n|---|---|\n" + rows if rows
+            else "The run recorded no package versions.")
+    if recorded.get("git_sha"):
+        text += f"\n\nlft commit: `{recorded['git_sha']}`"
+    exported = {name: _version(name) for name in ("lft", "transformers", "gguf")}
+    return text + "\n\nExported with " + ", ".join(f"{k} {v}" for k, v in exported.items() if v) + "."
+
+
+def _version(package: str) -> str | None:
     try:
-        packages = {"lft": version("lft"), **packages}
+        return version(package)
     except PackageNotFoundError:
-        pass
-    sha = json.loads(manifest.read_text()).get("git_sha") if manifest.exists() else None
-    rows = "\n".join(f"| {name} | {v} |" for name, v in packages.items())
-    return ("Trained with:\n\n| package | version |\n|---|---|\n" + rows
-            + (f"\n\nlft commit: `{sha}`" if sha else ""))
+        return None
