@@ -83,15 +83,16 @@ def check_run(weights: Path, merge: bool, quantization: str) -> str:
 def write_gguf(model, folder: Path, path: Path, quantization: str, pre: str, license: str | None = None) -> Path:
     """Write `model` (merged, in memory) and the tokenizer saved in `folder` as one GGUF file at `path`."""
     import gguf
+    from transformers import AutoTokenizer
 
-    config = model.config
-    tokenizer_vocab = _vocab(folder, config.vocab_size)
-    writer = gguf.GGUFWriter(path, ARCHITECTURES[type(model).__name__])
+    config, tokenizer = model.config, AutoTokenizer.from_pretrained(folder)
+    tokens, types = _vocab(tokenizer, config.vocab_size)
+    # use_temp_file: each converted tensor goes to disk as it is added, so a large model is not held twice in memory.
+    writer = gguf.GGUFWriter(path, ARCHITECTURES[type(model).__name__], use_temp_file=True)
     writer.add_name(path.stem)
     if license:
         writer.add_license(license)
     _add_hyperparameters(writer, config, quantization)
-    tokens, types = tokenizer_vocab
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens)
@@ -99,7 +100,7 @@ def write_gguf(model, folder: Path, path: Path, quantization: str, pre: str, lic
     # Merges, bos/eos/pad ids, add_bos and the chat template, read from tokenizer.json as llama.cpp reads them;
     # where the files do not say whether BOS/EOS are added, what the tokenizer does says it (llama.cpp would guess).
     special = gguf.SpecialVocab(folder, load_merges=True, n_vocab=len(tokens))
-    for kind, added in _adds_special(folder).items():
+    for kind, added in _adds_special(tokenizer).items():
         special.add_special_token.setdefault(kind, added)
     special.add_to_gguf(writer, quiet=True)
     for name, array, qtype in _tensors(model, quantization):
@@ -133,13 +134,11 @@ def _add_hyperparameters(writer, config, quantization: str) -> None:
                           "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[quantization])
 
 
-def _vocab(folder: Path, size: int) -> tuple[list[str], list[int]]:
+def _vocab(tokenizer, size: int) -> tuple[list[str], list[int]]:
     """One token per embedding row, typed as llama.cpp types them: added special tokens CONTROL, other added
     tokens USER_DEFINED, rows no token uses UNUSED (named [PAD<i>], as llama.cpp's converter names them)."""
     from gguf import TokenType
-    from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
     ids = {i: token for token, i in tokenizer.get_vocab().items()}
     if max(ids) >= size:
         raise ConfigError(f"format=gguf: the tokenizer has ids up to {max(ids)} but the model only {size} embedding "
@@ -159,10 +158,7 @@ def _vocab(folder: Path, size: int) -> tuple[list[str], list[int]]:
     return tokens, types
 
 
-def _adds_special(folder: Path) -> dict[str, bool]:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+def _adds_special(tokenizer) -> dict[str, bool]:
     ids = tokenizer("a").input_ids
     return {"bos": tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id,
             "eos": tokenizer.eos_token_id is not None and ids[-1] == tokenizer.eos_token_id}
