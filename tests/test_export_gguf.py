@@ -101,6 +101,22 @@ def test_f16_gguf_reads_back_to_the_merged_model(exported, tmp_path):
     assert back.config.eos_token_id == merged.config.eos_token_id and not back.config.tie_word_embeddings
 
 
+@pytest.mark.parametrize("quantization", ["f16", "q8_0"])
+def test_llama_cpp_generates_the_merged_models_tokens(lora_run, tmp_path, quantization):
+    llama_cpp = pytest.importorskip("llama_cpp", reason="llama.cpp's Python binding is not installed: "
+                                    "pip install -e '.[llama-cpp]' (builds llama.cpp from source, minutes)")
+    out = export(str(lora_run), str(tmp_path / "out"), format="gguf", quantization=quantization)
+    llm = llama_cpp.Llama(model_path=str(out / f"out-{quantization}.gguf"), n_ctx=256, verbose=False)
+    tokenizer, merged = AutoTokenizer.from_pretrained(out), AutoModelForCausalLM.from_pretrained(out)
+    for prompt in PROMPTS:
+        ids = tokenizer(prompt).input_ids
+        assert llm.tokenize(prompt.encode(), add_bos=False) == ids
+        expected = greedy(merged, tokenizer, prompt)[0]
+        found = [token for token, _ in zip(llm.generate(ids, top_k=1, temp=0.0), expected, strict=False)]
+        assert found == expected
+    llm.close()
+
+
 def test_q8_0_gguf_loads_with_close_logits(lora_run, exported, tmp_path):
     out = export(str(lora_run), str(tmp_path / "q8"), format="gguf", quantization="q8_0")
     from gguf import GGUFReader

@@ -77,7 +77,7 @@ def test_llama_cpp_runs_the_exported_gguf(smollm2_export):
         tokens = llm.tokenize(prompt.encode(), add_bos=False, special=True)
         assert tokens == tokenizer(prompt, add_special_tokens=False).input_ids  # llama.cpp splits text as lft did
         reply = llm(prompt, max_tokens=24, temperature=0.0, top_k=1)["choices"][0]["text"]
-        expected = tokenizer.decode(greedy_ids(merged, tokenizer, prompt))
-        assert reply.strip()
-        # f16 weights, llama.cpp's own kernels: the greedy text agrees with transformers' at least at the start.
-        assert reply[:20] == expected[:20], (reply, expected)
+        expected = tokenizer.decode(greedy_ids(merged, tokenizer, prompt), skip_special_tokens=True)
+        # llama.cpp's own kernels on the f16 file: the same greedy text as transformers on the merged folder.
+        assert reply.strip() and reply == expected, (reply, expected)
+    llm.close()  # now, not at interpreter exit, where llama-cpp-python's finalizer fails noisily
