@@ -4,6 +4,7 @@
 merge=true folds a LoRA/AdaLoRA/IA3 adapter into the base weights: `out` then loads with
 `AutoModelFor*.from_pretrained(out)` alone (no lft, no peft). merge=false writes the adapter (+ base config) for
 `PeftModel.from_pretrained`. Runs that trained the whole model (full, freeze, distill) export their model as is.
+A k-bit (QLoRA, 8-bit) run's adapter merges into its base dequantized from the k-bit weights it trained against.
 The tokenizer goes with it either way. `out` must be new or empty: nothing already there is overwritten.
 format=gguf adds `<out name>-<quantization>.gguf` (Llama-family decoders: lft/exporting/gguf.py) for llama.cpp and
 Ollama; push_to_hub uploads the folder (lft/exporting/hub.py), checking the Hub is reachable before any work.
