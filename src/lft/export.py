@@ -1,4 +1,5 @@
-"""`python -m lft.export run=<run dir> out=<dir> [merge=true] [force=false]`: a run's weights as a plain folder.
+"""`python -m lft.export run=<run dir> out=<dir> [merge=true] [format=hf|gguf] [quantization=f16|q8_0|f32]
+[push_to_hub=<repo id>]`: a run's weights as a plain folder, with a model card (README.md).
 
 The export itself is lft/recipes/export.py's export() (re-exported here); this module parses the key=value
 arguments and turns a refusal into one message and exit code 2.

@@ -209,12 +209,16 @@ SETTINGS = [
 # (None: required).
 ENTRY_SETTINGS = {
     "export": [
-        Setting("run", TEXT, "outputs/train/runs/<time>", default=None),
-        Setting("out", TEXT, "exported", default=None),
+        Setting("run", NULL | TEXT, "outputs/train/runs/<time>", default=None),
+        Setting("out", NULL | TEXT, "exported", default=None),
         Setting("merge", BOOL, "true", default=True),
-        Setting("force", BOOL, "false", default=False),
+        Setting("format", one_of("hf", "gguf"), "gguf", default="hf"),
+        Setting("quantization", one_of("f16", "q8_0", "f32"), "q8_0", default="f16"),
+        Setting("push_to_hub", NULL | TEXT, "me/my-model", default=None),
     ],
 }
+
+ENTRY_REQUIRED = {"export": ("run", "out")}
 
 
 def entry_defaults(entry: str) -> dict:

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
-from lft.config.schema import ENTRY_SETTINGS, check_data_config, check_schema, check_settings
+from lft.config.schema import ENTRY_REQUIRED, ENTRY_SETTINGS, check_data_config, check_schema, check_settings
 
 ENTRIES = ("train", "evaluate", "generate", "export")
 GPU_ONLY_PRECISION = ("16-mixed", "16-true")
@@ -63,13 +63,13 @@ def check_arguments(args, entry: str) -> None:
     unknown = set(args) - set(names)
     if unknown:
         raise ConfigError(f"unknown argument(s) {sorted(unknown)}; use {', '.join(f'{k}=' for k in names)}.")
-    for setting in settings:
-        if setting.default is None and not args.get(setting.key):
-            raise ConfigError(f"{setting.key}= is required: {ENTRY_USAGE[entry]}.")
+    for key in ENTRY_REQUIRED[entry]:
+        if not args.get(key):
+            raise ConfigError(f"{key}= is required: {ENTRY_USAGE[entry]}.")
     check_settings(args, settings)
 
 
-ENTRY_USAGE = {"export": "python -m lft.export run=<run dir> out=<new dir> [merge=true]"}
+ENTRY_USAGE = {"export": "python -m lft.export run=<run dir> out=<new dir> [merge=true] [format=hf|gguf]"}
 
 
 def check_training(cfg) -> None:

@@ -85,7 +85,7 @@ def load_run_model(run_dir, build=None, merge: bool | str = False, dequantize: b
 
     build: model config -> model, the task's build_model (evaluate, generate: the task's pad and generation settings
     apply, from the run's own model config); None rebuilds the saved architecture alone (export, a distillation
-    teacher), quantizing a k-bit run's base again, or loading it in full precision with dequantize=True.
+    teacher), quantizing a k-bit run's base again (dequantize=True: then dequantized to float, for merging).
     merge: True merges the adapter into the base (refused for adapters that cannot merge); "auto" merges where peft
     can (faster inference) and keeps the others (prompt tuning) as peft models.
     """
@@ -133,10 +133,13 @@ def saved_base(run_dir: Path, adapter: Path, peft_config, dequantize: bool):
     if quantization is not None:
         # In a config it would mean "these weights are already quantized"; the base on disk is not: quantize it again.
         del config.quantization_config
-        quantization = None if dequantize else BitsAndBytesConfig.from_dict(
+        quantization = BitsAndBytesConfig.from_dict(
             quantization if isinstance(quantization, dict) else quantization.to_dict())
-    return model_class(config).from_pretrained(base_path(run_dir, peft_config), config=config,
+    base = model_class(config).from_pretrained(base_path(run_dir, peft_config), config=config,
                                                quantization_config=quantization)
+    # dequantize: the k-bit weights the adapter learned against, in float (not the original full-precision
+    # weights, which the adapter never saw): merged into these, it computes what the trained model did.
+    return base.dequantize() if dequantize and quantization is not None else base
 
 
 def base_path(run_dir: Path, peft_config) -> str:
