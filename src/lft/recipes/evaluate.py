@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, open_dict
 
-from lft.callbacks.test_logits import TestLogits
+from lft.callbacks.logits_collector import TestLogits
 from lft.config.errors import ConfigError
 from lft.config.validate import validate
 from lft.evaluation.ensemble import check_members, classification_result, generation_result
