@@ -91,7 +91,7 @@ def test_generate_refuses_a_bad_setting_before_the_model_loads(argument, match):
 
 @pytest.mark.parametrize(("argv", "match"), [
     (["run=/no/run", "out=/no/out", "merge=perhaps"], r"merge='perhaps' must be true or false \(e\.g\. merge=true\)"),
-    (["run=/no/run", "out=/no/out", "forse=true"], r"unknown argument\(s\) \['forse'\]; use run=, out=, merge=, force="),
+    (["run=/no/run", "out=/no/out", "forse=true"], r"unknown argument\(s\) \['forse'\]; use run=, out=, merge=, format="),
     (["out=/no/out"], r"run= is required: python -m lft\.export run=<run dir> out=<new dir>"),
 ])
 def test_export_refuses_bad_arguments_in_one_line_with_exit_code_2(argv, match, caplog):

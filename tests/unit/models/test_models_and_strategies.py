@@ -7,6 +7,7 @@ import torch
 from omegaconf import OmegaConf
 
 from lft.config.errors import ConfigError
+from lft.config.paths import CONFIG_DIR
 from lft.models.loading import load_config, resolve_model_path
 from lft.strategies import apply_strategy
 from lft.strategies.params import count_parameters
@@ -79,10 +80,15 @@ def test_freeze_head_only(tiny_bert):
     assert all(n.startswith(("classifier", "bert.pooler")) for n in trainable_names(model))
 
 
+def shipped_lora(**overrides):
+    """conf/strategy/lora.yaml with small settings: the keys the strategy reads come from the shipped file."""
+    return OmegaConf.merge(OmegaConf.load(CONFIG_DIR / "strategy" / "lora.yaml"),
+                           {"r": 4, "alpha": 8, "dropout": 0.0, **overrides})
+
+
 def test_lora_trains_adapters_and_head_only(tiny_bert):
     t = task()
-    model, _ = apply_strategy(t.build_model(model_cfg(tiny_bert)), OmegaConf.create(
-        {"name": "lora", "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": None}), t)
+    model, _ = apply_strategy(t.build_model(model_cfg(tiny_bert)), shipped_lora(target_modules=None), t)
     names = trainable_names(model)
     assert any("lora_A" in n for n in names) and any("classifier" in n for n in names)
     assert all("lora_" in n or "classifier" in n or "pooler" in n for n in names)
@@ -93,8 +99,7 @@ def test_lora_trains_adapters_and_head_only(tiny_bert):
 def test_lora_unknown_target_modules_lists_what_exists(tiny_bert):
     t = task()
     with pytest.raises(ConfigError, match=r"\['q_proj'\] not found.*query"):
-        apply_strategy(t.build_model(model_cfg(tiny_bert)), OmegaConf.create(
-            {"name": "lora", "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj"]}), t)
+        apply_strategy(t.build_model(model_cfg(tiny_bert)), shipped_lora(target_modules=["q_proj"]), t)
 
 
 def test_freeze_too_many_layers_is_refused(tiny_bert):
