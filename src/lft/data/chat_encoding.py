@@ -5,15 +5,18 @@ Mistral's [INST], a default system prompt added or not). Few mark them (`{% gene
 found the way the template itself sees them: for each assistant turn, the conversation before it rendered with
 the generation prompt gives where the answer starts, and the conversation up to it gives where it ends (trailing
 whitespace, e.g. ChatML's newline after <|im_end|>, excluded: it belongs to no turn). The end-of-turn token is
-inside, so the model learns to stop. Each prefix's token ids must be a prefix of the whole conversation's ids;
-where the template or the tokenizer breaks that (a template that rewrites earlier turns, a generation prompt whose
-whitespace merges with the answer's first token), the row is unusable and counted, never labelled by guess.
+inside, so the model learns to stop. The ids are the whole conversation's, tokenized once, as apply_chat_template
+gives them; each prefix must render to the start of the whole text, and each edge must fall between two tokens
+(character offsets). Where the template or the tokenizer breaks that (a template that rewrites earlier turns, a
+generation prompt whose end merges with the answer's first token), the row is unusable and counted, never
+labelled by guess.
 
 Too long for `data.max_length`: the oldest turns go first, a user turn at a time, keeping the system turn; then
 the last answer's end is cut. A conversation whose system and last user turn alone leave no room is unusable.
 """
 
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass
 
@@ -60,9 +63,15 @@ class ChatEncoder:
         except TemplateError as err:  # raise_exception() in the template: roles it does not take, their order
             raise Unusable("template_refuses", str(err)) from None
 
-    def ids(self, texts: list[str]) -> list[list[int]]:
-        # The template writes its own special tokens (BOS where it wants one): apply_chat_template's tokenizing too.
-        return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+    def tokenize(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """(ids, each token's characters); the template writes its own special tokens (BOS where it wants one), so
+        none are added: apply_chat_template tokenizes the same way."""
+        try:
+            encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        except NotImplementedError as err:  # slow (pure-Python) tokenizers report no character offsets
+            raise ConfigError(f"data.task=chat needs a fast tokenizer (character offsets) to find the assistant's "
+                              f"tokens; {self.tokenizer.name_or_path!r} loads a slow one ({err}).") from None
+        return encoding["input_ids"], encoding["offset_mapping"]
 
     def encode(self, messages: list[dict]) -> EncodedChat:
         """Raises Unusable for a conversation that cannot be trained on."""
@@ -70,42 +79,47 @@ class ChatEncoder:
         starts = [i for i, m in enumerate(messages) if m["role"] == "user"]
         for start in starts:  # drop the oldest turns, a user turn at a time, until the conversation fits
             kept = system + messages[start:]
-            ids = self.ids([self.render(kept)])[0]
+            text = self.render(kept)
+            ids, offsets = self.tokenize(text)
             if self.max_length is None or len(ids) <= self.max_length:
                 break
-        spans = self.assistant_spans(kept, ids)
+        spans = self.assistant_spans(kept, text, offsets)
         prompt_length = spans[-1][0]
         if self.max_length is not None and prompt_length >= self.max_length:
             raise Unusable("too_long")
-        labelled = spans[-1:] if self.last_only else spans
         labels = [IGNORE] * len(ids)
-        for begin, end in labelled:
+        for begin, end in spans[-1:] if self.last_only else spans:
             labels[begin:end] = ids[begin:end]
         cut = self.max_length if self.max_length is not None else len(ids)
         return EncodedChat(ids[:cut], labels[:cut], prompt_length, truncated=len(ids) > cut or len(kept) < len(messages))
 
-    def assistant_spans(self, messages: list[dict], ids: list[int]) -> list[tuple[int, int]]:
-        """[begin, end) token positions of every assistant turn in `ids` (the whole conversation's)."""
-        turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
-        texts = []
-        for i in turns:
-            texts += [self.render(messages[:i], generation_prompt=True), self.render(messages[: i + 1]).rstrip()]
-        prefixes = self.ids(texts)
+    def assistant_spans(self, messages: list[dict], text: str, offsets: list[tuple[int, int]]
+                        ) -> list[tuple[int, int]]:
+        """[begin, end) token positions of every assistant turn of `text`, the whole conversation rendered."""
         spans = []
-        for begin, end in zip(prefixes[::2], prefixes[1::2], strict=True):
-            for prefix in (begin, end):
-                if ids[: len(prefix)] != prefix:
-                    raise Unusable("template_mismatch", self._mismatch(prefix, ids))
-            if len(end) <= len(begin):
-                raise Unusable("template_mismatch", "an assistant turn renders to no tokens after its prompt")
-            spans.append((len(begin), len(end)))
+        for turn in (i for i, m in enumerate(messages) if m["role"] == "assistant"):
+            before = self.render(messages[:turn], generation_prompt=True)
+            through = self.render(messages[: turn + 1]).rstrip()
+            for prefix in (before, through):
+                if not text.startswith(prefix):
+                    at = len(os.path.commonprefix([prefix, text]))
+                    raise Unusable("template_mismatch", f"the turns before turn {turn + 1} render as "
+                                   f"{prefix[at - 20: at + 20]!r} where the whole conversation reads "
+                                   f"{text[at - 20: at + 20]!r}")
+            begin, end = _token_at(offsets, len(before), text), _token_at(offsets, len(through), text)
+            if end <= begin:
+                raise Unusable("template_mismatch", f"assistant turn {turn + 1} renders to no token")
+            spans.append((begin, end))
         return spans
 
-    def _mismatch(self, prefix: list[int], ids: list[int]) -> str:
-        at = next((i for i, (a, b) in enumerate(zip(prefix, ids, strict=False)) if a != b), min(len(prefix), len(ids)))
-        shown = [self.tokenizer.decode(part[at: at + 3]) for part in (prefix, ids)]
-        return (f"at token {at} a prefix of the conversation reads {shown[0]!r} where the whole conversation reads "
-                f"{shown[1]!r}")
+
+def _token_at(offsets: list[tuple[int, int]], char: int, text: str) -> int:
+    """The first token starting at or after `char`, which must be a token boundary (no token straddles it)."""
+    index = next((k for k, (start, _) in enumerate(offsets) if start >= char), len(offsets))
+    if index and offsets[index - 1][1] > char:
+        raise Unusable("template_mismatch", f"one token spans a turn's edge in {text[char - 20: char + 20]!r} (the "
+                       "generation prompt's end merges with the answer's start)")
+    return index
 
 
 def encode_conversations(cfg, splits: DatasetDict, columns: list[str], encoder: ChatEncoder) -> DatasetDict:

@@ -15,7 +15,7 @@ from datasets import DatasetDict
 from lft.config.errors import ConfigError
 from lft.data.preference import split_turns
 from lft.data.sources import load_splits
-from lft.data.values import TEXT, Column, kind
+from lft.data.values import TEXT, WHAT, Column, kind
 
 ROLES = {"system": "system", "user": "user", "assistant": "assistant",  # messages
          "human": "user", "gpt": "assistant"}  # ShareGPT
@@ -62,7 +62,7 @@ def to_messages(cfg, row: dict, columns: list[str], where: str) -> list[dict] | 
     elif isinstance(values[0], list):
         turns = [_turn(turn, columns[0], where) for turn in values[0]]
     else:
-        raise ConfigError(f"data.conversation_column={columns[0]!r}: {where} holds {kind(values[0])} "
+        raise ConfigError(f"data.conversation_column={columns[0]!r}: {where} holds {_what(values[0])} "
                           f"({str(values[0])[:60]!r}), not a conversation; give a list of {{role, content}} turns "
                           "(messages), of {from, value} turns (ShareGPT), or dialogue text.")
     return _check(turns)
@@ -79,15 +79,19 @@ def _text_turns(cfg, text: str, where: str) -> list[dict]:
 
 def _turn(turn, column: str, where: str) -> dict:
     if not isinstance(turn, dict):
-        raise ConfigError(f"data.conversation_column={column!r}: {where} has a turn that is {kind(turn)}, not an "
+        raise ConfigError(f"data.conversation_column={column!r}: {where} has a turn that is {_what(turn)}, not an "
                           "object; write each turn as {\"role\": ..., \"content\": ...} or {\"from\": ..., \"value\": ...}.")
     sharegpt = turn.get("role") is None and turn.get("from") is not None
     role, content = (turn.get("from"), turn.get("value")) if sharegpt else (turn.get("role"), turn.get("content"))
     if content is not None and not isinstance(content, str):
-        raise ConfigError(f"data.conversation_column={column!r}: {where} has a turn whose content is {kind(content)} "
+        raise ConfigError(f"data.conversation_column={column!r}: {where} has a turn whose content is {_what(content)} "
                           f"({str(content)[:60]!r}), not text; lft trains on text turns (join content parts into "
                           "one string).")
     return {"role": ROLES.get(str(role).lower(), f"?{role}"), "content": (content or "").strip()}
+
+
+def _what(value) -> str:
+    return WHAT.get(kind(value), kind(value))
 
 
 def _check(turns: list[dict]) -> list[dict] | str:
