@@ -32,7 +32,8 @@ from lft.data.pairs import generation_limit
 log = logging.getLogger(__name__)
 ENCODER_REASONS = {"too_long": "a last user turn that leaves no room for an answer within data.max_length",
                    "template_refuses": "a conversation the chat template refuses",
-                   "template_mismatch": "a conversation whose prefixes the template renders differently"}
+                   "template_mismatch": "a conversation whose answers the template cannot delimit (a prefix renders "
+                                        "differently, or one token spans a turn's edge)"}
 
 
 @dataclass(frozen=True)
