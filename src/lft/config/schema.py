@@ -157,6 +157,9 @@ SETTINGS = [
     Setting("data.long_targets", one_of("error", "truncate", "drop"), "truncate", default="error"),
     Setting("data.chat_template", one_of("auto", True, False), "auto", default="auto"),
     Setting("data.train_on_inputs", BOOL, "false"),
+    Setting("data.train_on", one_of("all_assistant", "last_assistant"), "last_assistant", default="all_assistant"),
+    Setting("data.conversation_column", TEXT | NULL | rule(lambda v: isinstance(v, list) and len(v) >= 2 and all(
+        isinstance(c, str) and c for c in v), "a list of text columns to join"), "messages"),
     Setting("data.group_by_length", BOOL, "true"),
     Setting("data.packing", BOOL, "true"),
     Setting("data.cache", BOOL, "false"),

@@ -43,7 +43,7 @@ def fit_lengths(data_cfg, model_config, model_name: str, prefix: str = "data") -
     task = data_cfg.get("task")
     if task == "classification" or task == "reward":
         fit.at_most("max_length", limit)
-    elif task == "dpo":
+    elif task in ("dpo", "chat"):
         fit.at_most("max_length", limit, needed=True)
     elif task == "causal_lm":
         fit.at_most("block_size", limit, default=128)

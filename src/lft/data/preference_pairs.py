@@ -63,7 +63,16 @@ def parse_turns(prompt: str, user_marker: str, assistant_marker: str) -> list[di
     """Chat messages of an HH-style dialogue; a prompt without markers is one user message."""
     if not user_marker or user_marker not in prompt:
         return [{"role": "user", "content": prompt.strip()}]
-    turns, rest = [], prompt
+    turns = split_turns(prompt, user_marker, assistant_marker)
+    if turns and turns[-1]["role"] == "assistant" and not turns[-1]["content"]:
+        turns.pop()  # the trailing "Assistant:" the answer continues
+    return [t for t in turns if t["content"] or t["role"] == "user"]
+
+
+def split_turns(text: str, user_marker: str, assistant_marker: str) -> list[dict]:
+    """Every turn of an HH-style dialogue as a chat message, empty ones too; text before the first marker is
+    dropped."""
+    turns, rest = [], text
     markers = {user_marker: "user", assistant_marker: "assistant"}
     while rest:
         starts = {m: rest.find(m) for m in markers if m and m in rest}
@@ -75,9 +84,7 @@ def parse_turns(prompt: str, user_marker: str, assistant_marker: str) -> list[di
         end = min(nxt) if nxt else len(rest)
         turns.append({"role": markers[marker], "content": rest[:end].strip()})
         rest = rest[end:]
-    if turns and turns[-1]["role"] == "assistant" and not turns[-1]["content"]:
-        turns.pop()  # the trailing "Assistant:" the answer continues
-    return [t for t in turns if t["content"] or t["role"] == "user"]
+    return turns
 
 
 @dataclass

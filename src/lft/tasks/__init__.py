@@ -12,6 +12,7 @@ build_model, metrics, evaluate and take_samples.
   seq2seq          template(source columns) -> target text        Seq2SeqTask on encoder-decoders (T5, BART),
                                                                   CausalLMTask (prompt mode) on decoder-only LMs
   causal_lm        raw text, chunked into blocks                  CausalLMTask (raw-text mode), decoders only
+  chat             conversations -> loss on the assistant's turns ChatTask (the chat template), decoders only
   dpo              (prompt, chosen, rejected) -> policy            DpoTask (sigmoid DPO, IPO, SimPO), decoders
   reward           (prompt, chosen, rejected) -> one score         RewardTask (Bradley-Terry), encoder or decoder
   mixture          several of the generative data configs above   MixtureTask (data/mixture.py: weighted draws)
@@ -22,6 +23,7 @@ from lft.config.errors import ConfigError
 from lft.data.augment import check_augment, is_on
 from lft.data.lengths import fit_lengths
 from lft.tasks.causal_lm import CausalLMTask
+from lft.tasks.chat import ChatTask
 from lft.tasks.classification import ClassificationTask
 from lft.tasks.mixture import MixtureTask
 from lft.tasks.preference import DpoTask, RewardTask
@@ -30,7 +32,7 @@ from lft.tasks.seq2seq import Seq2SeqTask
 
 __all__ = ["TASKS", "Encoded", "Task", "build_task"]
 TASKS = {"classification": ClassificationTask, "seq2seq": Seq2SeqTask, "causal_lm": CausalLMTask,
-         "dpo": DpoTask, "reward": RewardTask}
+         "chat": ChatTask, "dpo": DpoTask, "reward": RewardTask}
 
 
 def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data", policy_is_reference: bool = False
@@ -46,7 +48,7 @@ def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data", pol
     if name not in TASKS:
         raise ConfigError(f"data.task={name!r} is unknown; choose one of {', '.join([*TASKS, 'mixture'])}.")
     augment = augment if is_on(augment) else None
-    if name in ("seq2seq", "causal_lm") and model_cfg is not None:
+    if name in ("seq2seq", "causal_lm", "chat") and model_cfg is not None:
         task = _generative_task(name, data_cfg, model_cfg, augment)
     elif name == "dpo":
         task = DpoTask(data_cfg, model_cfg, policy_is_reference=policy_is_reference)
@@ -71,9 +73,10 @@ def _generative_task(name: str, data_cfg, model_cfg, augment):
     from lft.models.loading import is_encoder_decoder
 
     encoder_decoder = is_encoder_decoder(model_cfg)
-    if name == "causal_lm" and encoder_decoder:
+    if name in ("causal_lm", "chat") and encoder_decoder:
+        what = "raw text" if name == "causal_lm" else "conversations"
         raise ConfigError(
-            f"data.task=causal_lm (raw text) needs a decoder-only model, but model.name_or_path="
+            f"data.task={name} ({what}) needs a decoder-only model, but model.name_or_path="
             f"{model_cfg.name_or_path!r} is an encoder-decoder; use a decoder (model=gpt2, model=smollm2_135m) "
             "or text-to-text data (data.task=seq2seq)."
         )
