@@ -27,7 +27,7 @@ from lft.config.errors import ConfigError
 from lft.config.schema import default
 from lft.data.conversations import BAD_REASONS, to_messages
 from lft.data.labels import IGNORE
-from lft.data.pairs import generation_limit
+from lft.data.text_to_text import generation_limit
 
 log = logging.getLogger(__name__)
 ENCODER_REASONS = {"too_long": "a last user turn that leaves no room for an answer within data.max_length",

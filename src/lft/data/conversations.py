@@ -13,7 +13,7 @@ assistant turn) is named by its reason and counted by the encoder; a value of th
 from datasets import DatasetDict
 
 from lft.config.errors import ConfigError
-from lft.data.preference import split_turns
+from lft.data.preference_pairs import split_turns
 from lft.data.sources import load_splits
 from lft.data.values import TEXT, WHAT, Column, kind
 
