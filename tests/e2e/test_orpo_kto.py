@@ -150,3 +150,19 @@ def test_kto_refuses_batches_of_one_row_before_loading(make_cfg, toy_pairs):
     cfg = make_cfg("data=hh_rlhf_harmless", f"data.path={toy_pairs}", "data.preference.loss=kto", "data.batch_size=1")
     with pytest.raises(ConfigError, match=r"data.batch_size=1 with data.preference.loss=kto.*at least 2 rows"):
         train(cfg)
+
+
+def test_evaluate_kto_base_and_run(make_cfg, tiny_llama, toy_rows, tmp_path):
+    """lft.evaluate of the base (its own reference: every reward 0, z0 0) and of a trained KTO run."""
+    from lft.evaluate import evaluate
+
+    common = ("data=hh_rlhf_harmless", f"data.path={toy_rows}", f"model.name_or_path={tiny_llama}", *SHORT,
+              "data.preference.loss=kto", "data.batch_size=2", "data.eval_batch_size=2")
+    cfg = make_cfg(*common, "strategy=lora", "optimizer.lr=3e-2", "scheduler=constant")
+    train(cfg)
+    out = tmp_path / "results.json"
+    base = evaluate(make_cfg(*common, f"out={out}", "name=base", config="evaluate", out="eval0"))
+    assert base["preference_accuracy"] == 0.5 and base["reward_margin"] == 0.0 and base["kl"] == 0.0
+    tuned = evaluate(make_cfg(*common, f"out={out}", f"run={cfg.paths.output_dir}", "name=kto", config="evaluate",
+                              out="eval1"))
+    assert tuned["reward_margin"] != 0.0 and tuned["rows"] == 2
