@@ -94,6 +94,9 @@ BETAS = rule(lambda v: isinstance(v, list) and len(v) == 2 and all(_is_number(b)
              "two numbers in [0, 1), e.g. [0.9, 0.999]")
 
 
+# data.preference.loss (lft/losses/preference.py implements them as DPO_LOSSES).
+PREFERENCE_LOSSES = ("sigmoid", "ipo", "simpo", "orpo", "kto")
+
 NO_DEFAULT = object()
 
 
@@ -167,6 +170,15 @@ SETTINGS = [
     Setting("data.temperature", number(0, low_open=True), "2"),
     Setting("data.epoch_rows", integer(1) | NULL, "10000"),
     Setting("data.max_bad_fraction", number(0, 1, high_open=False), "0.05", default=0.05),
+    # preference tuning (data.task=dpo; conf/data/hh_rlhf_harmless.yaml says what each does)
+    Setting("data.preference.loss", one_of(*PREFERENCE_LOSSES), "orpo", default="sigmoid"),
+    Setting("data.preference.beta", number(0, low_open=True), "0.1", default=0.1),
+    Setting("data.preference.label_smoothing", number(0, 0.5), "0.1", default=0.0),
+    Setting("data.preference.simpo_gamma", number(0), "0.5", default=0.5),
+    Setting("data.preference.orpo_lambda", number(0), "0.1", default=0.1),
+    Setting("data.preference.kto_desirable_weight", number(0, low_open=True), "1.0", default=1.0),
+    Setting("data.preference.kto_undesirable_weight", number(0, low_open=True), "1.0", default=1.0),
+    Setting("data.preference.cache_reference", BOOL, "true", default=True),
     Setting("callbacks.last_checkpoint.every_n_steps", integer(0), "50"),
     Setting("data.generate.max_new_tokens", integer(1), "64"),
     Setting("data.generate.num_beams", integer(1), "4"),

@@ -26,11 +26,17 @@ from lft.data.values import preference_columns
 log = logging.getLogger(__name__)
 BAD_REASONS = {"empty": "empty prompt or answer", "identical": "identical answers",
                "prompt_too_long": "last user turn over data.max_prompt_length"}
+COLUMNS = {"pairs": "data.prompt_column/chosen_column/rejected_column",
+           "rows": "data.prompt_column/completion_column, or chosen_column/rejected_column of pairs"}
 
 
 def load_preference_splits(cfg, seed: int) -> DatasetDict:
     """Splits with `prompt`, `chosen`, `rejected` string columns (conversations split at their shared prefix)."""
-    splits = load_splits(cfg, seed, preference_columns(cfg))
+    return pair_triplets(cfg, load_splits(cfg, seed, preference_columns(cfg)))
+
+
+def pair_triplets(cfg, splits) -> DatasetDict:
+    """Loaded splits of pairs as `prompt`, `chosen`, `rejected` string columns."""
     require_columns(splits, {"chosen_column": cfg.chosen_column, "rejected_column": cfg.rejected_column})
     prompt_col, marker = cfg.get("prompt_column"), cfg.get("assistant_marker") or ""
 
@@ -138,10 +144,18 @@ class PairEncoder:
             return "empty"
         if chosen.strip() == rejected.strip():
             return "identical"
+        fitted = self.fit(prompt, [chosen, rejected])
+        if isinstance(fitted, str):
+            return fitted
+        p_ids, (c_ids, r_ids), truncated = fitted
+        return EncodedPair(p_ids, c_ids, r_ids, truncated)
+
+    def fit(self, prompt: str, answers: list[str]) -> tuple[list[int], list[list[int]], bool] | str:
+        """(prompt ids, answer ids, whether an answer was cut) within the limits, or "prompt_too_long"."""
         turns = parse_turns(prompt, self.cfg.get("user_marker"), self.cfg.get("assistant_marker"))
-        c_ids, r_ids = self.answer_ids(chosen), self.answer_ids(rejected)
+        answer_ids = [self.answer_ids(a) for a in answers]
         budget = self.max_length - self.reserve
-        longest = max(len(c_ids), len(r_ids))
+        longest = max(len(ids) for ids in answer_ids)
         starts = [i for i, t in enumerate(turns) if t["role"] == "user"] or [0]
         for start in starts:  # drop the oldest turns until prompt and the longer answer fit
             p_ids = self.prompt_ids(turns[start:])
@@ -150,18 +164,22 @@ class PairEncoder:
         if len(p_ids) > self.max_prompt:
             return "prompt_too_long"
         room = budget - len(p_ids)
-        return EncodedPair(p_ids, c_ids[:room], r_ids[:room], truncated=longest > room)
+        return p_ids, [ids[:room] for ids in answer_ids], longest > room
 
 
-def encode_pairs(cfg, splits: DatasetDict, encoder: PairEncoder, to_features) -> DatasetDict:
-    """Encode every split with `to_features(EncodedPair) -> dict`; drop and count unusable rows."""
+def encode_pairs(cfg, splits: DatasetDict, encoder: PairEncoder, to_features, read=None, noun: str = "pairs"
+                 ) -> DatasetDict:
+    """Encode every split with `to_features(EncodedPair) -> dict`; drop and count unusable rows.
+
+    read(row) -> an encoded item (with `truncated`) or a BAD_REASONS key: by default the row's pair."""
     limit = float(cfg.get("max_bad_fraction", default("data.max_bad_fraction")))
+    read = read or (lambda row: encoder.encode(row["prompt"], row["chosen"], row["rejected"]))
     out = {}
     for split, ds in splits.items():
         reasons, truncated = Counter(), 0
         rows = []
         for row in ds:
-            pair = encoder.encode(row["prompt"], row["chosen"], row["rejected"])
+            pair = read(row)
             if isinstance(pair, str):
                 reasons[pair] += 1
                 continue
@@ -171,14 +189,14 @@ def encode_pairs(cfg, splits: DatasetDict, encoder: PairEncoder, to_features) ->
         detail = ", ".join(f"{n} {BAD_REASONS[r]}" for r, n in reasons.items())
         if bad > limit * len(ds) or not rows:
             raise ConfigError(
-                f"data: {bad} of {len(ds)} {split} pairs are unusable ({detail}), over data.max_bad_fraction="
-                f"{limit}. Fix the data (columns data.prompt_column/chosen_column/rejected_column), raise "
+                f"data: {bad} of {len(ds)} {split} {noun} are unusable ({detail}), over data.max_bad_fraction="
+                f"{limit}. Fix the data (columns {COLUMNS[noun]}), raise "
                 f"data.max_prompt_length (now {encoder.max_prompt}), or raise data.max_bad_fraction to drop them."
             )
         if bad:
-            log.warning("Dropped %d of %d %s pairs: %s.", bad, len(ds), split, detail)
+            log.warning("Dropped %d of %d %s %s: %s.", bad, len(ds), split, noun, detail)
         if truncated:
-            log.info("%d %s pairs have an answer cut at data.max_length=%d.", truncated, split, encoder.max_length)
+            log.info("%d %s %s have an answer cut at data.max_length=%d.", truncated, split, noun, encoder.max_length)
         out[split] = _to_dataset(rows)
     return DatasetDict(out)
 

@@ -13,7 +13,8 @@ build_model, metrics, evaluate and take_samples.
                                                                   CausalLMTask (prompt mode) on decoder-only LMs
   causal_lm        raw text, chunked into blocks                  CausalLMTask (raw-text mode), decoders only
   chat             conversations -> loss on the assistant's turns ChatTask (the chat template), decoders only
-  dpo              (prompt, chosen, rejected) -> policy            DpoTask (sigmoid DPO, IPO, SimPO), decoders
+  dpo              (prompt, chosen, rejected) -> policy            DpoTask (sigmoid DPO, IPO, SimPO, ORPO), decoders;
+                   or unpaired (prompt, completion, label)        KtoTask (data.preference.loss=kto)
   reward           (prompt, chosen, rejected) -> one score         RewardTask (Bradley-Terry), encoder or decoder
   mixture          several of the generative data configs above   MixtureTask (data/mixture.py: weighted draws)
 So one data config (e.g. `dialogsum`) trains flan-T5 and SmolLM2 alike; decoders read the same template.
@@ -25,6 +26,7 @@ from lft.data.lengths import fit_lengths
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.chat import ChatTask
 from lft.tasks.classification import ClassificationTask
+from lft.tasks.kto import KtoTask
 from lft.tasks.mixture import MixtureTask
 from lft.tasks.preference import DpoTask, RewardTask
 from lft.tasks.protocol import Encoded, Task
@@ -51,7 +53,8 @@ def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data", pol
     if name in ("seq2seq", "causal_lm", "chat") and model_cfg is not None:
         task = _generative_task(name, data_cfg, model_cfg, augment)
     elif name == "dpo":
-        task = DpoTask(data_cfg, model_cfg, policy_is_reference=policy_is_reference)
+        kto = (data_cfg.get("preference") or {}).get("loss") == "kto"
+        task = (KtoTask if kto else DpoTask)(data_cfg, model_cfg, policy_is_reference=policy_is_reference)
     elif name == "reward":
         task = RewardTask(data_cfg)
     else:

@@ -34,11 +34,12 @@ class Reference:
         self.cache: dict[int, tuple[float, float]] | None = None  # pair_key -> summed log-probs, read on first use
 
     @torch.no_grad()
-    def logps(self, model, pair_keys: torch.Tensor, inputs, labels, policy_logps) -> torch.Tensor:
-        """Summed answer log-probabilities under the reference, [chosen..., rejected...]: cached, or one forward."""
-        keys = pair_keys.tolist()
+    def logps(self, model, pair_keys: torch.Tensor | None, inputs, labels, policy_logps) -> torch.Tensor:
+        """Summed answer log-probabilities under the reference, [chosen..., rejected...]: cached, or one forward.
+        pair_keys None: nothing is cached (KTO: sequences whose pairing changes with the batch)."""
+        keys = pair_keys.tolist() if pair_keys is not None else []
         n = len(keys)
-        cache = self._cache()
+        cache = self._cache() if pair_keys is not None else None
         if cache is not None and all(k in cache for k in keys):
             values = torch.tensor([cache[k] for k in keys], device=labels.device, dtype=policy_logps.dtype)
             return torch.cat([values[:, 0], values[:, 1]])

@@ -3,7 +3,8 @@
 Both read the same pairs (lft/data/preference_pairs.py) and run chosen and rejected answers through the model in one
 forward pass (the batch holds them side by side; the task concatenates them).
 
-- DpoTask: a causal LM; loss only on answer tokens. The reference is the frozen starting point: the same model
+- DpoTask: a causal LM; loss only on answer tokens (`data.preference.loss`: sigmoid DPO, IPO, SimPO, ORPO; KTO reads
+  unpaired rows: KtoTask in tasks/kto.py). The reference is the frozen starting point: the same model
   with its peft adapter switched off (no second copy), or else a separately loaded frozen copy of the base that
   the task's Reference holds (tasks/dpo_reference.py: never in the LightningModule, so never checkpointed). Its
   log-probabilities are computed without gradients and, with `data.preference.cache_reference`, once per pair.
@@ -24,6 +25,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from lft.config.errors import ConfigError
+from lft.config.schema import default
 from lft.data.cache import cached_encoding
 from lft.data.datamodule import datamodule_for
 from lft.data.labels import IGNORE
@@ -35,6 +37,7 @@ from lft.losses.preference import (
     REFERENCE_FREE,
     bradley_terry_loss,
     dpo_loss,
+    orpo_loss,
     pair_accuracy,
     sequence_logps,
 )
@@ -50,16 +53,17 @@ SIDES = ("chosen", "rejected")
 class PairCollator:
     """Pads chosen and rejected rows to one length, so the task can stack them into one [2B, L] batch."""
 
-    def __init__(self, pad_id: int):
+    def __init__(self, pad_id: int, sides: tuple[str, ...] = SIDES):
         self.pad = {"input_ids": pad_id, "attention_mask": 0, "token_type_ids": 0, "labels": IGNORE}
+        self.sides = sides
 
     def __call__(self, features: list[dict]) -> dict:
-        length = max(len(f[f"{s}_input_ids"]) for f in features for s in SIDES)
+        length = max(len(f[f"{s}_input_ids"]) for f in features for s in self.sides)
         length = -(-length // 8) * 8
         batch = {}
         for key in features[0]:
             side, _, field = key.partition("_")
-            if side in SIDES:
+            if side in self.sides:
                 rows = [f[key] + [self.pad[field]] * (length - len(f[key])) for f in features]
             else:
                 rows = [f[key] for f in features]
@@ -119,10 +123,13 @@ class DpoTask(_PairTask):
         another; policy_is_reference: lft.evaluate scoring a base model (one forward, implicit rewards 0)."""
         super().__init__(data_cfg)
         pref = data_cfg.get("preference") or {}
-        self.loss_type = pref.get("loss", "sigmoid")
-        self.beta = float(pref.get("beta", 0.1))
-        self.label_smoothing = float(pref.get("label_smoothing", 0.0))
-        self.gamma = float(pref.get("simpo_gamma", 0.5))
+        setting = {key: pref.get(key, default(f"data.preference.{key}")) for key in (
+            "loss", "beta", "label_smoothing", "simpo_gamma", "orpo_lambda", "cache_reference")}
+        self.loss_type = setting["loss"]
+        self.beta = float(setting["beta"])
+        self.label_smoothing = float(setting["label_smoothing"])
+        self.gamma = float(setting["simpo_gamma"])
+        self.orpo_lambda = float(setting["orpo_lambda"])
         if self.loss_type not in DPO_LOSSES:
             raise ConfigError(f"data.preference.loss={self.loss_type!r}: choose one of {', '.join(DPO_LOSSES)}.")
         if self.beta <= 0:
@@ -131,7 +138,7 @@ class DpoTask(_PairTask):
             raise ConfigError(f"data.preference.label_smoothing={self.label_smoothing} must be in [0, 0.5).")
         cache_file = pref.get("reference_cache_file")
         starting_point = reference_config(model_cfg, pref.get("reference")) if model_cfg is not None else None
-        self.reference = Reference(starting_point, cache=bool(pref.get("cache_reference", True)),
+        self.reference = Reference(starting_point, cache=bool(setting["cache_reference"]),
                                    cache_file=Path(cache_file) if cache_file else None,
                                    policy_is_reference=policy_is_reference)
 
@@ -170,6 +177,7 @@ class DpoTask(_PairTask):
     # --- training and evaluation ----------------------------------------------------------------
     def metrics(self, encoded: Encoded) -> MetricCollection:
         names = ("preference_accuracy", "reward_margin", "chosen_logps", "rejected_logps", "logp_accuracy")
+        names += ("nll",) if self.loss_type == "orpo" else ()  # ORPO's SFT term
         return MetricCollection({n: MeanMetric() for n in names}, compute_groups=False)
 
     def forward(self, model, batch):
@@ -184,11 +192,16 @@ class DpoTask(_PairTask):
             ref_logps = self.reference.logps(model, batch["pair_key"], inputs, labels, logps.detach())
             ref = (ref_logps / counts.clamp(min=1)) if self.loss_type in LENGTH_NORMALIZED else ref_logps
             ref = (ref[:n], ref[n:])
-        losses, chosen, rejected = dpo_loss(policy[:n], policy[n:], *ref, beta=self.beta, loss_type=self.loss_type,
-                                            label_smoothing=self.label_smoothing, gamma=self.gamma)
         extra = {"chosen_logps": logps[:n].detach(), "rejected_logps": logps[n:].detach(),
                  "logp_accuracy": pair_accuracy(averages[:n].detach(), averages[n:].detach())}
+        if self.loss_type == "orpo":
+            losses, chosen, rejected, extra["nll"] = orpo_loss(policy[:n], policy[n:], lam=self.orpo_lambda)
+        else:
+            losses, chosen, rejected = dpo_loss(policy[:n], policy[n:], *ref, beta=self.beta,
+                                                loss_type=self.loss_type, label_smoothing=self.label_smoothing,
+                                                gamma=self.gamma)
         return losses.mean(), chosen, rejected, extra
+
 
 class RewardTask(_PairTask):
     name = "reward"

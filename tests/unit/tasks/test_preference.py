@@ -222,7 +222,7 @@ def test_bad_rows_over_the_limit_name_the_key(make_cfg, tiny_llama, tmp_path):
 
 
 def test_unknown_loss_is_refused(make_cfg, toy_pairs):
-    cfg = _pair_cfg(make_cfg, toy_pairs, "data.preference.loss=kto")
+    cfg = _pair_cfg(make_cfg, toy_pairs, "data.preference.loss=cpo")
     with pytest.raises(ConfigError, match="data.preference.loss"):
         build_task(cfg.data, cfg.model)
 

@@ -30,6 +30,8 @@ FAMILIES = {  # name: (model fixture, overrides, row template, where the data pa
                   "data.path"),
     "dpo": ("tiny_llama", ("data=hh_rlhf_harmless", "data.max_length=64", "data.max_prompt_length=32"), PAIR,
             "data.path"),
+    "kto": ("tiny_llama", ("data=hh_rlhf_harmless", "data.preference.loss=kto", "data.max_length=64",
+                           "data.max_prompt_length=32"), PAIR, "data.path"),
     "reward": ("tiny_bert", ("data=hh_rlhf_harmless", "data.task=reward", "data.max_length=64",
                              "data.max_prompt_length=32"), PAIR, "data.path"),
     "mixture": ("tiny_llama", ("data=mixture", "data.mixture={alpaca: 1.0}",
