@@ -47,14 +47,14 @@ def word_prompts(tmp_path_factory) -> str:
     return str(path)
 
 
-def _rl_cfg(make_cfg, word_llama, word_prompts, task: str, *extra: str):
+def _rl_cfg(make_cfg, word_llama, word_prompts, task: str, *extra: str, out: str = "run"):
     target = WORDS.index("w5") + len(SPECIALS)
     return make_cfg(f"model.name_or_path={word_llama}", "model.dtype=null", "model.gradient_checkpointing=false",
                     f"data.path={word_prompts}", f"data.task={task}", "data.max_length=16", "data.batch_size=8",
                     "data.eval_batch_size=32", "data.monitor.metric=val/reward", "data.monitor.mode=max",
                     f"+reward.fn={{_target_:lft.rewards.rules.TokenShare,token_id:{target}}}",
                     "rl.max_new_tokens=6", "rl.samples_per_prompt=4", "rl.mini_batch_size=16", "logger=csv",
-                    "scheduler=constant", "test=false", *extra)
+                    "scheduler=constant", "test=false", *extra, out=out)
 
 
 @pytest.mark.parametrize("task", ["ppo", "rloo"])
@@ -67,3 +67,72 @@ def test_online_rl_smoke_writes_a_run(make_cfg, word_llama, word_prompts, task):
         assert name in metrics, name
     assert 0 < metrics["val/response_length"] <= 6
     assert metrics["val/kl"] != 0  # the policy moved away from its reference
+
+
+def _fit_between_validations(cfg):
+    """train()'s pieces, with a validation before fitting and one after: (before, after, module, task)."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from lft.models.loading import load_tokenizer
+    from lft.strategies import apply_strategy
+    from lft.tasks import build_task
+    from lft.training.module import FineTuneModule
+
+    L.seed_everything(cfg.seed)
+    task = build_task(cfg.data, cfg.model, run_cfg=cfg)
+    encoded = task.encode(load_tokenizer(cfg.model), cfg.seed)
+    model, task = apply_strategy(task.build_model(cfg.model, encoded), cfg.strategy, task)
+    module = FineTuneModule(model, task, instantiate(cfg.optimizer), cfg.scheduler, encoded)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=cfg.trainer.limit_train_batches, accelerator="cpu",
+                        num_sanity_val_steps=0, inference_mode=False,  # metric states stay usable across stages
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    before = trainer.validate(module, datamodule=encoded.datamodule, verbose=False)[0]
+    trainer.fit(module, datamodule=encoded.datamodule)
+    after = trainer.validate(module, datamodule=encoded.datamodule, verbose=False)[0]
+    return before, after, module, task
+
+
+@pytest.mark.slow  # 25-45 s each on a shared 2-core CPU
+@pytest.mark.parametrize("task", ["ppo", "rloo"])
+def test_online_rl_raises_the_held_out_reward(make_cfg, word_llama, word_prompts, task):
+    cfg = _rl_cfg(make_cfg, word_llama, word_prompts, task, "strategy=full", "optimizer.lr=1e-2", "rl.kl_coef=0.02",
+                  "trainer.limit_train_batches=8")
+    before, after, module, rl_task = _fit_between_validations(cfg)
+    # 32 held-out prompts x 6 tokens at p ~ 1/32: the mean's standard deviation is about 0.013.
+    assert before["val/reward"] < 0.1
+    assert after["val/reward"] > before["val/reward"] + 0.3, (before, after)
+    assert before["val/kl"] == pytest.approx(0.0, abs=1e-5)  # the policy starts as its reference
+    assert after["val/kl"] > 0.5
+    assert module.trainer.global_step == 32  # 8 rollouts x 2 epochs x 2 minibatches
+    reference = rl_task.reference.model  # full fine-tuning: a frozen copy, outside the module
+    assert reference is not None and not any(p.requires_grad for p in reference.parameters())
+    assert not any(name.startswith("reference") for name in module.state_dict())
+
+
+def test_lora_reference_is_the_adapter_switched_off(make_cfg, word_llama, word_prompts):
+    cfg = _rl_cfg(make_cfg, word_llama, word_prompts, "rloo", "strategy=lora", "optimizer.lr=3e-2",
+                  "trainer.limit_train_batches=2")
+    before, after, module, rl_task = _fit_between_validations(cfg)
+    assert rl_task.reference.model is None  # no second copy of the policy
+    assert before["val/kl"] == pytest.approx(0.0, abs=1e-5) and after["val/kl"] != pytest.approx(0.0, abs=1e-3)
+
+
+@pytest.mark.slow  # three short runs: about a minute
+def test_resume_continues_the_rollouts_an_uninterrupted_run_draws(make_cfg, word_llama, word_prompts, tmp_path):
+    from safetensors.torch import load_file
+
+    from lft.runs.resume import resume_config
+
+    common = ("strategy=full", "optimizer.lr=1e-2", "trainer.limit_train_batches=4",
+              "callbacks.last_checkpoint.every_n_steps=8")
+    whole = train(_rl_cfg(make_cfg, word_llama, word_prompts, "ppo", *common, "trainer.max_steps=16"))
+    cut = _rl_cfg(make_cfg, word_llama, word_prompts, "ppo", *common, "trainer.max_steps=8", out="cut")
+    train(cut)
+    resumed = train(resume_config(cut.paths.output_dir, ["trainer.max_steps=16"]))
+    assert resumed["optimizer_steps"] == whole["optimizer_steps"] == 16 and resumed["resumed"]
+    a = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
+    assert "value_head.weight" in a and a["value_head.weight"].abs().sum() > 0  # the critic trained and was saved
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=name)

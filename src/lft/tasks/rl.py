@@ -224,7 +224,9 @@ class PolicyTask:
                     scheduler.step()
                     losses.append(loss.detach())
                     clipped.append(clip_fraction)
-                    module.val_metrics["clip_fraction"].update(clip_fraction)
+                    # Validation ran in inference mode, which made the metric's states inference tensors.
+                    with torch.inference_mode():
+                        module.val_metrics["clip_fraction"].update(clip_fraction)
         finally:
             model.train(training)
         kl = kl_penalty(rollout.logps, rollout.ref_logps, "k1").sum(-1)
