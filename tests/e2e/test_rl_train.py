@@ -136,3 +136,41 @@ def test_resume_continues_the_rollouts_an_uninterrupted_run_draws(make_cfg, word
     assert "value_head.weight" in a and a["value_head.weight"].abs().sum() > 0  # the critic trained and was saved
     for name in a:
         torch.testing.assert_close(a[name], b[name], msg=name)
+
+
+@pytest.fixture
+def classifier_run(make_cfg, tiny_bert, tmp_path):
+    """A finished lft sentiment classification run (negative/positive) of a tiny BERT."""
+    train(make_cfg(f"model.name_or_path={tiny_bert}", "trainer.limit_train_batches=2", "test=false", out="classifier"))
+    return tmp_path / "classifier"
+
+
+def test_a_classifier_run_rewards_with_its_label_probability(classifier_run):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from lft.config.errors import ConfigError
+    from lft.rewards.scorers import RunReward
+
+    reward = RunReward(classifier_run, "positive")
+    prompts, responses = ["a great", "an awful"], [" film, loved it", " film, hated it"]
+    scores = reward(prompts, responses, [[1], [1]], torch.device("cpu"))
+    model = AutoModelForSequenceClassification.from_pretrained(classifier_run / "model").eval()  # loaded independently
+    tokenizer = AutoTokenizer.from_pretrained(classifier_run / "model")
+    with torch.no_grad():
+        probs = model(**tokenizer([p + r for p, r in zip(prompts, responses, strict=True)], return_tensors="pt",
+                                  padding=True)).logits.softmax(-1)
+    torch.testing.assert_close(scores, probs[:, model.config.label2id["positive"]])
+    assert not any(p.requires_grad for p in reward.model.parameters())
+    with pytest.raises(ConfigError, match="reward.label='neutral' is not a label"):
+        RunReward(classifier_run, "neutral")
+
+
+@pytest.mark.slow  # a classifier run, then a policy run rewarded by it: about 45 s
+def test_rloo_trains_against_a_classifier_run(make_cfg, classifier_run, word_llama, word_prompts):
+    cfg = make_cfg(f"model.name_or_path={word_llama}", "model.dtype=null", f"data.path={word_prompts}",
+                   "data.task=rloo", "data.max_length=16", "data.batch_size=4", "data.monitor.metric=val/reward",
+                   "data.monitor.mode=max", f"reward.run={classifier_run}", "reward.label=positive",
+                   "rl.max_new_tokens=4", "rl.samples_per_prompt=2", "rl.mini_batch_size=8", "strategy=lora",
+                   "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "test=false", out="policy")
+    metrics = train(cfg)
+    assert 0 < metrics["val/reward"] < 1 and metrics["optimizer_steps"] == 4  # 2 batches x 2 epochs x 1 minibatch
