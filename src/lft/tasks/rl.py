@@ -86,6 +86,9 @@ class PolicyTask:
         clip manually optimized steps."""
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm={algorithm!r}: one of {', '.join(ALGORITHMS)}")
+        if model_cfg is not None and is_encoder_decoder(model_cfg):  # before any data loads
+            raise ConfigError(f"data.task={algorithm} needs a decoder-only model; {model_cfg.name_or_path!r} is an "
+                              "encoder-decoder. Use model=smollm2_135m (or another causal LM).")
         self.name = algorithm
         self.cfg, self.rl = data_cfg, rl_cfg
         self.gradient_clip = gradient_clip
@@ -124,9 +127,6 @@ class PolicyTask:
 
     # --- model --------------------------------------------------------------------------------
     def build_model(self, model_cfg, encoded: Encoded | None = None) -> nn.Module:
-        if is_encoder_decoder(model_cfg):
-            raise ConfigError(f"data.task={self.name} needs a decoder-only model; {model_cfg.name_or_path!r} is an "
-                              "encoder-decoder. Use model=smollm2_135m (or another causal LM).")
         model = load_pretrained(model_cfg, AutoModelForCausalLM)
         align_pad_token(model)
         if self.ppo:  # the critic: a linear head on the last hidden state, 0 at the start (no prior on the reward)
