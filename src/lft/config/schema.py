@@ -218,6 +218,22 @@ SETTINGS = [
     Setting("augment.generate.do_sample", BOOL, "true"),
     Setting("augment.generate.temperature", number(0, low_open=True), "0.7"),
     Setting("augment.generate.top_p", number(0, 1, low_open=True, high_open=False), "0.9"),
+    # online RL (conf/rl, conf/reward; lft/tasks/rl.py)
+    *(Setting(f"rl.{key}", integer(1), example) for key, example in (
+        ("samples_per_prompt", "4"), ("max_new_tokens", "24"), ("ppo_epochs", "2"), ("mini_batch_size", "16"))),
+    Setting("rl.temperature", number(0, low_open=True), "1.0"),
+    Setting("rl.clip_range", number(0, 1, low_open=True), "0.2"),
+    Setting("rl.value_clip_range", number(0, low_open=True), "0.2"),
+    Setting("rl.vf_coef", number(0), "0.1"),
+    Setting("rl.kl_coef", number(0), "0.05"),
+    Setting("rl.kl_estimator", one_of("k1", "k3"), "k3"),
+    *(Setting(f"rl.{key}", number(0, 1, high_open=False), "0.95") for key in ("gamma", "lam")),
+    Setting("rl.whiten_advantages", BOOL, "true"),
+    Setting("reward.run", TEXT | NULL, "outputs/train/runs/<time>"),
+    Setting("reward.label", TEXT | NULL, "positive"),
+    Setting("reward.text", one_of("full", "response"), "full"),
+    Setting("reward.fn", NULL | rule(lambda v: isinstance(v, dict) and isinstance(v.get("_target_"), str),
+                                     "a {_target_: module.name, ...} callable"), "{_target_:lft.rewards.rules.TokenShare,token_id:42}"),
 ]
 
 # Entry points that take key=value arguments of their own instead of a composed config: their keys and defaults
@@ -247,9 +263,9 @@ def default(key: str):
 
 
 # Groups whose keys only lft reads: a key no file of the group sets is a typo (added with +key=...).
-KEYED_GROUPS = ("data", "model", "scheduler", "strategy", "augment")
+KEYED_GROUPS = ("data", "model", "scheduler", "strategy", "augment", "rl", "reward")
 # Dicts whose keys are names, not settings (a mixture's members): their reader checks them.
-FREE_FORM = ("data.mixture", "data.members")
+FREE_FORM = ("data.mixture", "data.members", "reward.fn")
 # Groups whose keys are a class's arguments (`_target_`): the class's signature lists the valid ones.
 TARGET_GROUPS = ("trainer", "optimizer")
 _ABSENT = object()

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
+from lft.config.rl import check_rl
 from lft.config.schema import ENTRY_REQUIRED, ENTRY_SETTINGS, check_data_config, check_schema, check_settings
 
 ENTRIES = ("train", "evaluate", "generate", "export")
@@ -94,6 +95,7 @@ def check_training(cfg) -> None:
     check_quantization(cfg)
     check_augment(cfg.get("augment"), cfg.data.get("task"))
     check_tune(cfg)
+    check_rl(cfg)
 
 
 def check_devices(cfg) -> None:

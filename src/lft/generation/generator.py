@@ -69,6 +69,14 @@ class Generator:
 
         reuse(dtype): generate arguments that carry the prompts' states already computed (PromptStates).
         """
+        out = self.generate_ids(model, prompts, reuse)[1]
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    @torch.no_grad()
+    def generate_ids(self, model, prompts: list[list[int]], reuse: Callable[[torch.dtype | None], dict] | None = None,
+                     **overrides) -> tuple[dict, torch.Tensor]:
+        """(the padded prompt batch, the new token ids [N, new]): `generate` before decoding. overrides: generate
+        settings over data.generate's (online RL samples its rollouts with its own)."""
         tok = self.tokenizer
         # Decoders continue from the last position; the side is given per call, so the shared tokenizer keeps its own.
         side = "left" if self.decoder_only else "right"
@@ -77,14 +85,12 @@ class Generator:
         batch = {k: v.to(device) for k, v in batch.items()}
         setting = self.cfg.get("bf16", "auto")
         bf16 = fast_bf16(device) if setting == "auto" else setting
-        settings = self.settings()
+        settings = {**self.settings(), **overrides}
         reused = reuse(torch.bfloat16 if bf16 else None) if reuse and settings["num_beams"] == 1 else {}
         with bf16_weights(model) if bf16 else nullcontext():
             out = model.generate(**batch, **settings, **reused, pad_token_id=tok.pad_token_id,
                                  eos_token_id=stop_ids(model, tok))
-        if self.decoder_only:
-            out = out[:, batch["input_ids"].shape[1]:]
-        return [t.strip() for t in tok.batch_decode(out, skip_special_tokens=True)]
+        return batch, out[:, batch["input_ids"].shape[1]:] if self.decoder_only else out
 
     def wants(self, fields: dict) -> bool:
         """Whether this evaluation batch has rows to generate for."""

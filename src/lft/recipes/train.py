@@ -47,7 +47,7 @@ def train(cfg: DictConfig) -> dict:
     # Data first: bad columns or labels fail before any weights load. Tokenized splits are cached under
     # paths.cache_dir (data.cache), so a second run with the same data and tokenizer skips tokenizing.
     tokenizer = load_tokenizer(cfg.model)
-    task = build_task(cfg.data, cfg.model, augment=cfg.get("augment"))
+    task = build_task(cfg.data, cfg.model, augment=cfg.get("augment"), run_cfg=cfg)
     encoded = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.get("cache_dir"))
     datamodule = encoded.datamodule
     # A strategy may swap the task too (distillation wraps its loss with the teacher's).
@@ -58,8 +58,10 @@ def train(cfg: DictConfig) -> dict:
 
     callbacks = run_callbacks(cfg, model)
     loggers = build_loggers(cfg.get("logger"), cfg.get("task_name")) or False
+    # Online RL steps its optimizer itself and clips there (tasks/rl.py): Lightning refuses to clip manual steps.
+    manual = {"gradient_clip_val": None} if getattr(task, "online", False) else {}
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers,
-                                     enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks))
+                                     enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks), **manual)
     trainable, total = count_parameters(model)
     for logger in trainer.loggers:  # the whole resolved config, so dashboards can group and compare runs
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "trainable_params": trainable,

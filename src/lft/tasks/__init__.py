@@ -17,6 +17,8 @@ build_model, metrics, evaluate and take_samples.
                    or unpaired (prompt, completion, label)        KtoTask (data.preference.loss=kto)
   reward           (prompt, chosen, rejected) -> one score         RewardTask (Bradley-Terry), encoder or decoder
   mixture          several of the generative data configs above   MixtureTask (data/mixture.py: weighted draws)
+  ppo, rloo        prompts -> a policy trained online on a reward   PolicyTask (tasks/rl.py), decoders; the run's
+                                                                  `rl` and `reward` settings
 So one data config (e.g. `dialogsum`) trains flan-T5 and SmolLM2 alike; decoders read the same template.
 """
 
@@ -30,20 +32,23 @@ from lft.tasks.kto import KtoTask
 from lft.tasks.mixture import MixtureTask
 from lft.tasks.preference import DpoTask, RewardTask
 from lft.tasks.protocol import Encoded, Task
+from lft.tasks.rl import ALGORITHMS, PolicyTask
 from lft.tasks.seq2seq import Seq2SeqTask
 
 __all__ = ["TASKS", "Encoded", "Task", "build_task"]
 TASKS = {"classification": ClassificationTask, "seq2seq": Seq2SeqTask, "causal_lm": CausalLMTask,
-         "chat": ChatTask, "dpo": DpoTask, "reward": RewardTask}
+         "chat": ChatTask, "dpo": DpoTask, "reward": RewardTask,
+         **dict.fromkeys(ALGORITHMS, PolicyTask)}
 
 
-def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data", policy_is_reference: bool = False
-               ) -> Task:
+def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data", policy_is_reference: bool = False,
+               run_cfg=None) -> Task:
     """The task data_cfg names; augment (the run's `augment` settings) is applied when it encodes the train split.
 
     With model_cfg, the data's length settings are fitted to the model's positions first (data/lengths.py);
     prefix names data_cfg in messages (a mixture's member: data.members.<name>). policy_is_reference: DPO scored
-    on a base model (lft.evaluate), which is its own reference."""
+    on a base model (lft.evaluate), which is its own reference. run_cfg: the whole run's config, whose `rl`,
+    `reward` and gradient clipping online RL reads."""
     name = data_cfg.get("task")
     if name == "mixture":  # each member is built (and checked) by this function
         return MixtureTask(data_cfg, lambda cfg, member: build_task(cfg, model_cfg, augment, prefix=member))
@@ -57,6 +62,12 @@ def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data", pol
         task = (KtoTask if kto else DpoTask)(data_cfg, model_cfg, policy_is_reference=policy_is_reference)
     elif name == "reward":
         task = RewardTask(data_cfg)
+    elif name in ALGORITHMS:
+        if run_cfg is None:
+            raise ConfigError(f"data.task={name} trains a policy online with python -m lft.train; evaluate or generate "
+                              "with its run folder's weights under the prompts' own data config instead.")
+        clip = (run_cfg.trainer.get("gradient_clip_val"), run_cfg.trainer.get("gradient_clip_algorithm") or "norm")
+        task = PolicyTask(name, data_cfg, model_cfg, run_cfg.rl, run_cfg.reward, gradient_clip=clip)
     else:
         task = TASKS[name](data_cfg, augment=augment)
     if model_cfg is not None:

@@ -34,6 +34,8 @@ class FineTuneModule(L.LightningModule):
         self.train_loop_seconds = 0.0  # the training loop alone (fit minus setup and teardown), for metrics.json
         self._loop_start = 0.0
         self._items_checked = False
+        # Online RL (tasks/rl.py) makes several optimizer steps per batch: its train_step drives the optimizer.
+        self.automatic_optimization = not getattr(task, "online", False)
 
     def on_fit_start(self):
         self.train_loop_seconds = 0.0  # tuner trials (lft/callbacks/finders.py) run the training loop before fit starts
@@ -46,6 +48,8 @@ class FineTuneModule(L.LightningModule):
         self.train_loop_seconds += time.perf_counter() - self._loop_start
 
     def training_step(self, batch, batch_idx):
+        if not self.automatic_optimization:
+            return self.task.train_step(self, batch)
         loss = self.task.loss(self.model, batch)  # the mean over the batch's labelled items: what train/loss shows
         self.log("train/loss", loss, prog_bar=True, batch_size=_batch_size(batch))
         items = self.task.items(batch)
@@ -89,6 +93,8 @@ class FineTuneModule(L.LightningModule):
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         optimizer = self.optimizer_factory(groups, **({} if self.lr is None else {"lr": self.lr}))
         total_steps = int(self.trainer.estimated_stepping_batches)
+        if not self.automatic_optimization and self.trainer.max_steps == -1:  # batches, each several updates
+            total_steps *= self.task.updates_per_batch(self.encoded.datamodule.batch_size)
         scheduler = LambdaLR(optimizer, lr_lambda(self.scheduler_cfg, total_steps))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
