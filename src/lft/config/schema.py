@@ -203,6 +203,14 @@ SETTINGS = [
     Setting("augment.generate.do_sample", BOOL, "true"),
     Setting("augment.generate.temperature", number(0, low_open=True), "0.7"),
     Setting("augment.generate.top_p", number(0, 1, low_open=True, high_open=False), "0.9"),
+    # lm-evaluation-harness (conf/evaluate.yaml; task names are checked by lft/evaluation/harness.py)
+    *(Setting(f"harness.{key}", rule(lambda v: isinstance(v, list) and all(isinstance(t, str) and t for t in v),
+                                     "a list of names"), example) for key, example in
+      (("tasks", "[lft_ag_news]"), ("include", "[my_tasks]"))),
+    Setting("harness.data_dir", TEXT, "../shared/data"),
+    Setting("harness.limit", integer(1) | number(0, 1, low_open=True) | NULL, "200"),
+    Setting("harness.num_fewshot", integer(0) | NULL, "5"),
+    Setting("harness.batch_size", integer(1) | one_of("auto"), "8"),
 ]
 
 # Entry points that take key=value arguments of their own instead of a composed config: their keys and defaults
