@@ -234,6 +234,14 @@ SETTINGS = [
     Setting("reward.text", one_of("full", "response"), "full"),
     Setting("reward.fn", NULL | rule(lambda v: isinstance(v, dict) and isinstance(v.get("_target_"), str),
                                      "a {_target_: module.name, ...} callable"), "{_target_:lft.rewards.rules.TokenShare,token_id:42}"),
+    # lm-evaluation-harness (conf/evaluate.yaml; task names are checked by lft/evaluation/harness.py)
+    *(Setting(f"harness.{key}", rule(lambda v: isinstance(v, list) and all(isinstance(t, str) and t for t in v),
+                                     "a list of names"), example) for key, example in
+      (("tasks", "[lft_ag_news]"), ("include", "[my_tasks]"))),
+    Setting("harness.data_dir", TEXT, "../shared/data"),
+    Setting("harness.limit", integer(1) | number(0, 1, low_open=True) | NULL, "200"),
+    Setting("harness.num_fewshot", integer(0) | NULL, "5"),
+    Setting("harness.batch_size", integer(1) | one_of("auto"), "8"),
 ]
 
 # Entry points that take key=value arguments of their own instead of a composed config: their keys and defaults

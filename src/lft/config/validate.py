@@ -35,6 +35,10 @@ def validate(cfg, entry: str = "train") -> None:
         if cfg.get("run") and cfg.get("runs"):
             raise ConfigError("Give either run=<run dir> (one model) or runs=[<run a>,<run b>,...] (an ensemble), "
                               "not both.")
+        if (cfg.get("harness") or {}).get("tasks"):
+            from lft.evaluation.harness import check_harness
+
+            check_harness(cfg)
 
 
 def check_config(cfg) -> None:

@@ -15,6 +15,7 @@ from lft.callbacks.logits_collector import TestLogits
 from lft.config.errors import ConfigError
 from lft.config.validate import validate
 from lft.evaluation.ensemble import check_members, classification_result, generation_result
+from lft.evaluation.harness import evaluate_harness, wants_harness
 from lft.models.loading import load_tokenizer
 from lft.reports.results import append_row, format_table
 from lft.runs.folder import load_run_config, load_trained_model
@@ -27,6 +28,8 @@ log = logging.getLogger("lft")
 
 def evaluate(cfg: DictConfig) -> dict:
     validate(cfg, "evaluate")
+    if wants_harness(cfg):
+        return evaluate_harness(cfg)
     if cfg.get("runs"):
         return evaluate_ensemble(cfg)
     row, module, _ = score(cfg, cfg.get("run"))

@@ -5,11 +5,13 @@ import math
 from pathlib import Path
 
 # Fractions shown as points (x100), as papers report ROUGE and BLEU.
-POINTS = ("rouge1", "rouge2", "rougeL", "bleu", "accuracy", "f1", "preference_accuracy", "logp_accuracy")
+POINTS = ("rouge1", "rouge2", "rougeL", "bleu", "accuracy", "f1", "preference_accuracy", "logp_accuracy",
+          "acc", "acc_norm", "exact_match")
 
 
-FIRST = ("name", "rows", "rouge1", "rouge2", "rougeL", "bleu", "perplexity", "loss", "accuracy", "f1",
-         "preference_accuracy", "logp_accuracy", "reward_margin", "seconds")
+# task, acc, acc_norm, exact_match: rows of lm-evaluation-harness tasks (lft/evaluation/harness.py).
+FIRST = ("name", "task", "rows", "rouge1", "rouge2", "rougeL", "bleu", "perplexity", "loss", "accuracy", "f1",
+         "preference_accuracy", "logp_accuracy", "reward_margin", "acc", "acc_norm", "exact_match", "seconds")
 
 
 # Pairwise accuracies get a 95% Wilson interval over the row's `rows` pairs (shown in points, after the value).
@@ -31,7 +33,8 @@ def read_rows(path) -> list[dict]:
 
 
 def append_row(path, row: dict) -> list[dict]:
-    rows = [r for r in read_rows(path) if r.get("name") != row.get("name")] + [row]  # re-running replaces a row
+    # Re-running replaces a row: the same name (and harness task; lft's own rows have none).
+    rows = [r for r in read_rows(path) if (r.get("name"), r.get("task")) != (row.get("name"), row.get("task"))] + [row]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(rows, indent=2))
     return rows
@@ -46,6 +49,8 @@ def format_table(rows: list[dict]) -> str:
         if column in INTERVALS and isinstance(value, float) and row.get("rows"):
             low, high = wilson_interval(value, int(row["rows"]))
             return f"{100 * value:.2f} [{100 * low:.1f}, {100 * high:.1f}]"
+        if column in POINTS and isinstance(value, float) and isinstance(row.get(f"{column}_stderr"), float):  # lm_eval's standard error
+            return f"{100 * value:.2f} ± {100 * row[f'{column}_stderr']:.1f}"
         if isinstance(value, float):
             return f"{100 * value:.2f}" if column in POINTS else f"{value:.3f}" if column != "seconds" else f"{value:.0f}"
         return str(value)
