@@ -27,12 +27,17 @@ def _forward_lengths(model) -> list[int]:
     return seen
 
 
-@torch.no_grad()
-def test_decoder_generates_from_the_loss_forward_cache(tiny_llama):
+def _decoder_states(tiny_llama):
+    """The tiny Llama in eval mode, its prompts, and the prompt states of one loss forward over prompt + reference."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
     model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
     prompts, batch = _loss_batch(tokenizer, decoder=True)
-    states = PromptStates.of(model(**batch), batch["input_ids"].shape[1])
+    return tokenizer, model, prompts, PromptStates.of(model(**batch), batch["input_ids"].shape[1])
+
+
+@torch.no_grad()
+def test_decoder_generates_from_the_loss_forward_cache(tiny_llama):
+    tokenizer, model, prompts, states = _decoder_states(tiny_llama)
     generator = Generator(tokenizer, {"max_new_tokens": 6, "bf16": False}, decoder_only=True)
     rows, lengths = [2, 0, 1], [len(prompts[i]) for i in (2, 0, 1)]
     seen = _forward_lengths(model)
@@ -47,10 +52,7 @@ def test_decoder_generates_from_the_loss_forward_cache(tiny_llama):
 @torch.no_grad()
 def test_reused_cache_gives_the_prefill_logits(tiny_llama):
     """Each row's keys keep their own positions: every step's logits match a fresh left-padded prefill."""
-    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
-    prompts, batch = _loss_batch(tokenizer, decoder=True)
-    states = PromptStates.of(model(**batch), batch["input_ids"].shape[1])
+    tokenizer, model, prompts, states = _decoder_states(tiny_llama)
     tokenizer.padding_side = "left"
     left = tokenizer.pad({"input_ids": prompts}, return_tensors="pt")
     settings = {"max_new_tokens": 5, "do_sample": False, "output_logits": True, "return_dict_in_generate": True,
