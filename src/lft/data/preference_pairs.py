@@ -20,7 +20,7 @@ from datasets import DatasetDict
 from lft.config.errors import ConfigError
 from lft.config.schema import default
 from lft.data.sources import load_splits, require_columns
-from lft.data.templates import chat_enabled
+from lft.data.templates import chat_enabled, chat_setting
 from lft.data.values import preference_columns
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ class PairEncoder:
 
     def __init__(self, cfg, tokenizer, eos: bool, reserve: int = 0, plain_special_tokens: bool = True):
         self.cfg, self.tokenizer, self.reserve = cfg, tokenizer, reserve
-        self.chat = chat_enabled(cfg.get("chat_template", default("data.chat_template")), tokenizer)
+        self.chat = chat_enabled(chat_setting(cfg), tokenizer)
         self.eos = [tokenizer.eos_token_id] if eos and tokenizer.eos_token_id is not None else []
         self.plain_special_tokens = plain_special_tokens
         self.max_length, self.max_prompt = int(cfg.max_length), int(cfg.max_prompt_length)

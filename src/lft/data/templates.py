@@ -9,6 +9,7 @@ import string
 from dataclasses import dataclass
 
 from lft.config.errors import ConfigError
+from lft.config.schema import default
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,11 @@ class PromptBuilder:
         ids = self._many_ids([self.text(row) for row in rows])
         return [self.build(row)[1] if self.max_tokens and len(row_ids) > self.max_tokens else row_ids
                 for row, row_ids in zip(rows, ids, strict=True)]
+
+
+def chat_setting(data_cfg):
+    """data.chat_template as set, or its one default (lft/config/schema.py) where a data config lacks it."""
+    return data_cfg.get("chat_template", default("data.chat_template"))
 
 
 def chat_enabled(setting, tokenizer) -> bool:

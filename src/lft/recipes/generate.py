@@ -11,9 +11,8 @@ from omegaconf import OmegaConf, open_dict
 from lft.config.compose import compose
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
-from lft.config.schema import default
 from lft.config.validate import validate
-from lft.data.templates import PromptBuilder, Template, chat_enabled
+from lft.data.templates import PromptBuilder, Template, chat_enabled, chat_setting
 from lft.generation.generator import Generator
 from lft.models.loading import load_tokenizer
 from lft.runs.folder import load_run_config, load_trained_model
@@ -47,7 +46,7 @@ def prompt_ids(item: dict | str, task, tokenizer, fmt: str) -> list[int]:
         return task.prompt_ids(tokenizer, item if isinstance(item, str) else str(item.get("prompt", "")))
     if fmt == "raw" or (isinstance(task, CausalLMTask) and task.raw_text):
         return tokenizer(item if isinstance(item, str) else json.dumps(item))["input_ids"]
-    chat_template = data.get("chat_template", default("data.chat_template"))
+    chat_template = chat_setting(data)
     chat = isinstance(task, CausalLMTask) and chat_enabled(chat_template, tokenizer)
     if fmt == "chat":
         return PromptBuilder(Template("{text}"), tokenizer, None, chat=chat).build({"text": str(item)})[1]

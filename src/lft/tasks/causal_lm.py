@@ -24,7 +24,7 @@ from lft.data.cache import cached_encoding
 from lft.data.labels import IGNORE
 from lft.data.packing import PackingCollator, check_packing_isolates
 from lft.data.sources import load_splits, require_columns
-from lft.data.templates import PromptBuilder, chat_enabled, get_template
+from lft.data.templates import PromptBuilder, chat_enabled, chat_setting, get_template
 from lft.data.text_to_text import encode_text_pairs, load_augmented_pairs
 from lft.data.values import raw_text_columns
 from lft.generation.generator import Generator, evaluate_text, split_fields, text_metrics
@@ -73,7 +73,7 @@ class CausalLMTask:
         cfg = self.cfg
         template = get_template(cfg.get("template"), cfg.get("source_column"))
         return PromptBuilder(template, tokenizer, cfg.get("max_source_length"),
-                             chat=chat_enabled(cfg.get("chat_template", "auto"), tokenizer), decoder=True)
+                             chat=chat_enabled(chat_setting(cfg), tokenizer), decoder=True)
 
     def _tokenize(self, tokenizer, seed: int, prompts: PromptBuilder | None) -> tuple[DatasetDict, dict]:
         """(encoded splits, {"stats": ...}); raw text is never augmented (lft.config.validate refuses it)."""

@@ -18,7 +18,7 @@ from lft.data.cache import cached_encoding
 from lft.data.chat_encoding import ChatEncoder, encode_conversations
 from lft.data.conversations import load_conversation_splits
 from lft.data.packing import PackingCollator
-from lft.data.templates import PromptBuilder, Template, chat_enabled
+from lft.data.templates import PromptBuilder, Template, chat_enabled, chat_setting
 from lft.generation.generator import Generator
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.protocol import Encoded
@@ -46,7 +46,7 @@ class ChatTask(CausalLMTask):
 
     def prompt_builder(self, tokenizer) -> PromptBuilder:
         """lft.generate's prompts: one user turn in the chat template, with the generation prompt."""
-        if not chat_enabled(self.cfg.get("chat_template", default("data.chat_template")), tokenizer):
+        if not chat_enabled(chat_setting(self.cfg), tokenizer):
             raise ConfigError(
                 f"data.task=chat renders conversations with the tokenizer's chat template, but "
                 f"{tokenizer.name_or_path!r} has none (or data.chat_template=false); use a chat model "

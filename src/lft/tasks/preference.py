@@ -30,7 +30,7 @@ from lft.data.cache import cached_encoding
 from lft.data.datamodule import datamodule_for
 from lft.data.labels import IGNORE
 from lft.data.preference_pairs import PairEncoder, encode_pairs, load_preference_splits, parse_turns
-from lft.data.templates import chat_enabled
+from lft.data.templates import chat_enabled, chat_setting
 from lft.losses.preference import (
     DPO_LOSSES,
     LENGTH_NORMALIZED,
@@ -209,7 +209,7 @@ class RewardTask(_PairTask):
 
     # --- data ---------------------------------------------------------------------------------
     def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> Encoded:
-        chat = chat_enabled(self.cfg.get("chat_template", "auto"), tokenizer)
+        chat = chat_enabled(chat_setting(self.cfg), tokenizer)
         # Plain text: the tokenizer's own pair format ([CLS] prompt [SEP] answer [SEP]); chat: prompt + answer + EOS.
         reserve = 0 if chat else tokenizer.num_special_tokens_to_add(pair=True)
         encoder = PairEncoder(self.cfg, tokenizer, eos=chat, reserve=reserve, plain_special_tokens=False)

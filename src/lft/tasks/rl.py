@@ -37,7 +37,7 @@ from transformers import AutoModelForCausalLM
 from lft.config.errors import ConfigError
 from lft.data.datamodule import datamodule_for
 from lft.data.sources import load_splits
-from lft.data.templates import PromptBuilder, chat_enabled, get_template
+from lft.data.templates import PromptBuilder, chat_enabled, chat_setting, get_template
 from lft.data.values import FIELD, Column
 from lft.generation.generator import Generator, stop_ids
 from lft.losses.policy import (
@@ -111,7 +111,7 @@ class PolicyTask:
         key = "template" if cfg.get("template") else "source_column" if cfg.get("source_column") else "text_column"
         splits = load_splits(cfg, seed, [Column(key, c, FIELD) for c in template.columns()])
         prompts = PromptBuilder(template, tokenizer, cfg.get("max_source_length") or cfg.get("max_length"),
-                                chat=chat_enabled(cfg.get("chat_template", "auto"), tokenizer), decoder=True)
+                                chat=chat_enabled(chat_setting(cfg), tokenizer), decoder=True)
         log.info("Prompt format: %s", "chat template" if prompts.chat else "plain template")
 
         def encode_rows(batch, indices):
