@@ -58,11 +58,17 @@ def _rl_cfg(make_cfg, word_llama, word_prompts, task: str, *extra: str, out: str
 
 
 @pytest.mark.parametrize("task", ["ppo", "rloo"])
-def test_online_rl_smoke_writes_a_run(make_cfg, word_llama, word_prompts, task):
-    cfg = _rl_cfg(make_cfg, word_llama, word_prompts, task, "strategy=lora",
+def test_online_rl_smoke_writes_a_run(make_cfg, word_llama, word_prompts, task, caplog):
+    import logging
+
+    cfg = _rl_cfg(make_cfg, word_llama, word_prompts, task, "strategy=lora", "trainer.log_every_n_steps=3",
                   "trainer.limit_train_batches=2", "trainer.limit_val_batches=1")
-    metrics = train(cfg)
+    with caplog.at_level(logging.INFO, logger="lft"):
+        metrics = train(cfg)
     assert metrics["optimizer_steps"] == 8  # 2 batches of 8 prompts x 4 samples: 2 epochs x 2 minibatches each
+    # Progress counts updates, 4 a batch: a line as the count passes 3 and 6, each out of the 8 updates.
+    progress = [r.message.split()[1] for r in caplog.records if r.message.startswith("step ")]
+    assert progress == ["4/8", "8/8"]
     for name in ("val/reward", "val/kl", "val/response_length", "val/clip_fraction"):
         assert name in metrics, name
     assert 0 < metrics["val/response_length"] <= 6
