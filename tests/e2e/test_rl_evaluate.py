@@ -69,3 +69,31 @@ def test_a_ppo_run_is_scored_with_its_own_prompts_and_reward(make_cfg, ppo_run, 
         assert (p["reward"] > 0) == ("w5" in p["response"].split()), p
     assert 0 < row["response_length"] <= 2
     assert row["kl"] != 0  # the trained policy against its starting point
+
+
+def test_generate_answers_with_a_ppo_run_its_value_head_loaded_quietly(ppo_run, caplog):
+    """lft.generate formats the prompt as training did and continues it greedily, as the policy's weights loaded
+    independently do; the full run's model/ holds the trained critic, which loads back without a load report."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lft.generate import generate, parse_args
+    from lft.runs.folder import load_run_config, load_trained_model
+    from lft.tasks import build_task
+
+    answers = generate(parse_args([f"run={ppo_run}", "prompt=w1 w2 w3", "max_new_tokens=4", "do_sample=false",
+                                   "num_beams=1"]))
+    folder = Path(ppo_run) / "model"
+    tokenizer, policy = AutoTokenizer.from_pretrained(folder), AutoModelForCausalLM.from_pretrained(folder).eval()
+    prompt = tokenizer("w1 w2 w3", return_tensors="pt")
+    new = policy.generate(**prompt, max_new_tokens=4, do_sample=False)[0, prompt["input_ids"].shape[1]:]
+    assert answers == [tokenizer.decode(new, skip_special_tokens=True).strip()]
+
+    caplog.clear()
+    cfg = load_run_config(ppo_run)
+    model = load_trained_model(build_task(cfg.data, cfg.model), cfg.model, ppo_run)
+    saved = load_file(folder / "model.safetensors")
+    assert saved["value_head.weight"].abs().sum() > 0
+    torch.testing.assert_close(model.value_head.weight, saved["value_head.weight"])
+    assert "LOAD REPORT" not in caplog.text

@@ -38,9 +38,8 @@ from transformers import AutoModelForCausalLM
 
 from lft.config.errors import ConfigError
 from lft.data.datamodule import datamodule_for
+from lft.data.policy_prompts import PolicyPrompts
 from lft.data.sources import load_splits
-from lft.data.templates import PromptBuilder, chat_enabled, chat_setting, get_template
-from lft.data.values import FIELD, Column
 from lft.evaluation.metrics import MeanInterval
 from lft.generation.generator import Generator, stop_ids
 from lft.losses.policy import (
@@ -114,23 +113,33 @@ class PolicyTask:
     # --- data ---------------------------------------------------------------------------------
     def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> Encoded:
         cfg = self.cfg
-        template = get_template(cfg.get("template"), cfg.get("source_column") or cfg.get("text_column"))
-        key = "template" if cfg.get("template") else "source_column" if cfg.get("source_column") else "text_column"
-        splits = load_splits(cfg, seed, [Column(key, c, FIELD) for c in template.columns()])
-        prompts = PromptBuilder(template, tokenizer, cfg.get("max_source_length") or cfg.get("max_length"),
-                                chat=chat_enabled(chat_setting(cfg), tokenizer), decoder=True)
-        log.info("Prompt format: %s", "chat template" if prompts.chat else "plain template")
+        prompts = PolicyPrompts(cfg, tokenizer)
+        splits = load_splits(cfg, seed, prompts.columns())
+        log.info("Prompt format: %s", prompts.describe())
 
         def encode_rows(batch, indices):
             rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
-            return {"input_ids": prompts.build_ids(rows), "prompt": [template.render(r) for r in rows],
-                    "row": list(indices)}
+            kept = [(i, row, ids) for i, row, ids in zip(indices, rows, prompts.ids(rows), strict=True) if ids is not None]
+            return {"input_ids": [ids for _, _, ids in kept], "prompt": [prompts.text(row) for _, row, _ in kept],
+                    "row": [i for i, _, _ in kept]}
 
         encoded = splits.map(encode_rows, batched=True, with_indices=True, remove_columns=splits["train"].column_names,
                              desc="Tokenizing prompts")
+        for split in encoded:
+            dropped = len(splits[split]) - len(encoded[split])
+            if dropped:
+                log.warning("Dropped %d of %d %s prompts: the last user turn alone is over data.max_prompt_length=%d.",
+                            dropped, len(splits[split]), split, int(cfg.max_prompt_length))
         datamodule = datamodule_for(cfg, encoded, PromptCollator(tokenizer.pad_token_id), seed)
-        return Encoded(datamodule, generator=Generator(tokenizer, cfg.get("generate"), decoder_only=True),
-                       prompts=prompts)
+        return Encoded(datamodule, generator=Generator(tokenizer, cfg.get("generate"), decoder_only=True))
+
+    def prompt_ids(self, tokenizer, item: dict | str) -> list[int]:
+        """One prompt formatted as in training, for lft.generate (a row of the template's columns, or text)."""
+        ids = PolicyPrompts(self.cfg, tokenizer).item_ids(item)
+        if ids is None:
+            raise ConfigError(f"The prompt's last user turn alone is over data.max_prompt_length="
+                              f"{self.cfg.max_prompt_length} tokens; shorten it or raise data.max_prompt_length.")
+        return ids
 
     # --- model --------------------------------------------------------------------------------
     def build_model(self, model_cfg, encoded: Encoded | None = None) -> nn.Module:
