@@ -199,6 +199,11 @@ def cache_in_tmp(tmp_path_factory):
 @pytest.fixture
 def make_cfg(tmp_path):
     """Compose conf/<config>.yaml (train, evaluate) with overrides, writing into tmp_path, sized for seconds on a CPU."""
+    return config_maker(tmp_path)
+
+
+def config_maker(tmp_path: Path):
+    """make_cfg's factory, writing into `tmp_path`: for module-scoped fixtures (a run several tests read)."""
 
     def _make(*overrides: str, fast: bool = True, config: str = "train", out: str = "run"):
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -4,25 +4,28 @@ The same data flags score a base model, a run's LoRA adapter or a run's full fin
 fine-tune vs PEFT" is three commands appending to one `out` file, printed as one table (see lft.report).
 Generation settings come from `data.generate` (`test_samples`: rows generated, null = all).
 `runs=[<run a>,<run b>,...]` scores each run and then their ensemble on the same rows (lft.evaluation.ensemble).
+An online-RL run (`run=<ppo or rloo run>`) is scored on its own prompts, sampling settings and reward unless the
+command line names others (config_for_run): mean reward with its 95% interval, KL to the base, response length.
 """
 
 import logging
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
-from lft.recipes.evaluate import evaluate, score
+from lft.recipes.evaluate import config_for_run, evaluate, score
 
-__all__ = ["evaluate", "main", "score"]
+__all__ = ["config_for_run", "evaluate", "main", "score"]
 log = logging.getLogger("lft")
 
 
 @hydra.main(config_path=str(CONFIG_DIR), config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
-        evaluate(cfg)
+        evaluate(config_for_run(cfg, list(HydraConfig.get().overrides.task)))
     except ConfigError as err:
         log.error("%s", err)
         raise SystemExit(2) from None

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from lft.config.errors import ConfigError
 from lft.config.paths import CONFIG_DIR
-from lft.config.rl import check_rl
+from lft.config.rl import check_reward, check_rl
 from lft.config.schema import ENTRY_REQUIRED, ENTRY_SETTINGS, check_data_config, check_schema, check_settings
 
 ENTRIES = ("train", "evaluate", "generate", "export")
@@ -35,6 +35,7 @@ def validate(cfg, entry: str = "train") -> None:
         if cfg.get("run") and cfg.get("runs"):
             raise ConfigError("Give either run=<run dir> (one model) or runs=[<run a>,<run b>,...] (an ensemble), "
                               "not both.")
+        check_reward(cfg)  # prompts (data.task=ppo or rloo) are scored by sampling responses and rewarding them
         if (cfg.get("harness") or {}).get("tasks"):
             from lft.evaluation.harness import check_harness
 

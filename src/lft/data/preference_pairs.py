@@ -152,19 +152,25 @@ class PairEncoder:
 
     def fit(self, prompt: str, answers: list[str]) -> tuple[list[int], list[list[int]], bool] | str:
         """(prompt ids, answer ids, whether an answer was cut) within the limits, or "prompt_too_long"."""
-        turns = parse_turns(prompt, self.cfg.get("user_marker"), self.cfg.get("assistant_marker"))
         answer_ids = [self.answer_ids(a) for a in answers]
-        budget = self.max_length - self.reserve
         longest = max(len(ids) for ids in answer_ids)
+        p_ids = self.fit_prompt(prompt, longest)
+        if isinstance(p_ids, str):
+            return p_ids
+        room = self.max_length - self.reserve - len(p_ids)
+        return p_ids, [ids[:room] for ids in answer_ids], longest > room
+
+    def fit_prompt(self, prompt: str, answer_length: int = 0) -> list[int] | str:
+        """The prompt's ids, its oldest turns dropped until it fits data.max_prompt_length and leaves room for an
+        answer of `answer_length` tokens; "prompt_too_long" where its last user turn alone is over the limit."""
+        turns = parse_turns(prompt, self.cfg.get("user_marker"), self.cfg.get("assistant_marker"))
+        budget = self.max_length - self.reserve
         starts = [i for i, t in enumerate(turns) if t["role"] == "user"] or [0]
         for start in starts:  # drop the oldest turns until prompt and the longer answer fit
             p_ids = self.prompt_ids(turns[start:])
-            if len(p_ids) <= self.max_prompt and len(p_ids) + longest <= budget:
+            if len(p_ids) <= self.max_prompt and len(p_ids) + answer_length <= budget:
                 break
-        if len(p_ids) > self.max_prompt:
-            return "prompt_too_long"
-        room = budget - len(p_ids)
-        return p_ids, [ids[:room] for ids in answer_ids], longest > room
+        return "prompt_too_long" if len(p_ids) > self.max_prompt else p_ids
 
 
 def encode_pairs(cfg, splits: DatasetDict, encoder: PairEncoder, to_features, read=None, noun: str = "pairs"

@@ -79,6 +79,32 @@ class LabelAccuracy(Metric):
         return (self.correct / self.count).float() if self.count else torch.tensor(math.nan)
 
 
+class MeanInterval(Metric):
+    """Half-width of the normal 95% confidence interval of a mean: 1.96 x sample sd / sqrt(n) (nan below 2
+    values), beside a MeanMetric of the same values (online RL's reward_ci95). Float64 sums: rewards of a reward
+    model can be large next to their spread."""
+
+    full_state_update = False
+    Z95 = 1.96
+
+    def __init__(self):
+        super().__init__()
+        for name in ("total", "squares", "count"):
+            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, values: torch.Tensor) -> None:
+        values = values.detach().double().flatten()
+        self.total += values.sum()
+        self.squares += (values**2).sum()
+        self.count += values.numel()
+
+    def compute(self) -> torch.Tensor:
+        if self.count < 2:
+            return torch.tensor(math.nan)
+        variance = (self.squares - self.total**2 / self.count).clamp(min=0) / (self.count - 1)
+        return (self.Z95 * torch.sqrt(variance / self.count)).float()
+
+
 def first_word(text: str) -> str:
     words = re.findall(r"\w+", text.lower())
     return words[0] if words else ""

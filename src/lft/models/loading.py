@@ -159,7 +159,7 @@ def load_pretrained(model_cfg, auto_class, **config_overrides) -> torch.nn.Modul
     with console.held_back(console.LOAD_REPORT) as report:  # the head lft adds is reported MISSING: expected
         model, info = auto_class.from_pretrained(path, config=config, dtype=dtype, quantization_config=quantization,
                                                  output_loading_info=True)
-    if not console.only_new_head(model, info, checkpoint_architectures):
+    if not (console.only_new_head(model, info, checkpoint_architectures) or console.only_own_modules(info, OWN_MODULES)):
         console.show(report)
     model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes as they are
     if model_cfg.get("lean_blocks", True):
@@ -167,6 +167,24 @@ def load_pretrained(model_cfg, auto_class, **config_overrides) -> torch.nn.Modul
     if model_cfg.get("gradient_checkpointing"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+# Modules lft adds beside a transformers architecture, saved with the weights (PPO's critic, tasks/rl.py).
+OWN_MODULES = ("value_head",)
+
+
+def saved_module(model_cfg, name: str) -> dict[str, torch.Tensor]:
+    """The saved weights of one of OWN_MODULES in a local checkpoint folder (a full PPO run's model/), by their
+    names inside it; {} where the checkpoint has none."""
+    from safetensors import safe_open
+
+    folder = Path(model_source(model_cfg)[0])
+    out = {}
+    for file in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+        with safe_open(str(file), "pt") as weights:
+            out.update({key.removeprefix(f"{name}."): weights.get_tensor(key) for key in weights.keys()
+                        if key.startswith(f"{name}.")})
+    return out
 
 
 def use_speed_paths(model: torch.nn.Module) -> None:

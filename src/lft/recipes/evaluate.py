@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import lightning as L
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lft.callbacks.logits_collector import TestLogits
 from lft.config.errors import ConfigError
+from lft.config.rl import ONLINE_TASKS
 from lft.config.validate import validate
 from lft.evaluation.ensemble import check_members, classification_result, generation_result
 from lft.evaluation.harness import evaluate_harness, wants_harness
@@ -52,8 +53,8 @@ def score(cfg: DictConfig, run, name: str | None = None, collect: bool = False, 
             cfg.data.long_targets = "truncate"
     L.seed_everything(cfg.seed, workers=True)
     tokenizer = load_tokenizer(cfg.model)
-    # DPO: a base model is its own reference (implicit rewards 0, one forward).
-    task = build_task(cfg.data, cfg.model, policy_is_reference=run is None)
+    # DPO, online RL: a base model is its own reference (implicit rewards 0, KL 0; one forward).
+    task = build_task(cfg.data, cfg.model, policy_is_reference=run is None, run_cfg=cfg)
     encoded = task.encode(tokenizer, cfg.seed, cache_dir=cfg.paths.get("cache_dir"))
     collector = None
     if collect and encoded.label_names:  # a classifier
@@ -80,6 +81,27 @@ def score(cfg: DictConfig, run, name: str | None = None, collect: bool = False, 
     }
     module.model = None  # ensembles score members one after another: free the weights before the next loads
     return row, module, collector
+
+
+def config_for_run(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """The evaluation config of `run=`: an online-RL run (data.task=ppo or rloo) is scored as it trained, on its own
+    prompts (`data`), `rl` sampling settings and `reward`; the command line's overrides (Hydra's, as typed) change
+    them, `data=<name>` takes other data (preference pairs) and `reward.run=`/`reward.fn=` another reward. Other
+    runs are scored on the data the command line names, as given."""
+    if not cfg.get("run"):
+        return cfg
+    saved = load_run_config(cfg.run)
+    if saved.data.get("task") not in ONLINE_TASKS:
+        return cfg
+    named = [o.lstrip("+~").partition("=")[0] for o in overrides]
+    given, cfg = cfg, copy.deepcopy(cfg)
+    kept = {"data": "data" not in named, "rl": True, "reward": not {"reward", "reward.run", "reward.fn"} & set(named)}
+    with open_dict(cfg):
+        for section in (s for s, keep in kept.items() if keep):
+            cfg[section] = copy.deepcopy(saved[section])
+            for key in (k for k in named if k.startswith(f"{section}.")):  # the command line's, within the run's
+                OmegaConf.update(cfg, key, OmegaConf.select(given, key), force_add=True)
+    return cfg
 
 
 def write_results(cfg: DictConfig, row: dict, samples: list[dict]) -> None:

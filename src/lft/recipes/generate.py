@@ -19,6 +19,7 @@ from lft.runs.folder import load_run_config, load_trained_model
 from lft.tasks import build_task
 from lft.tasks.causal_lm import CausalLMTask
 from lft.tasks.preference import DpoTask
+from lft.tasks.rl import PolicyTask
 
 
 def load_cfg(args: dict):
@@ -44,10 +45,12 @@ def prompt_ids(item: dict | str, task, tokenizer, fmt: str) -> list[int]:
     data = task.cfg
     if isinstance(task, DpoTask) and fmt != "raw":  # a preference run: its prompts in the pairs' (chat) format
         return task.prompt_ids(tokenizer, item if isinstance(item, str) else str(item.get("prompt", "")))
+    if isinstance(task, PolicyTask) and fmt == "template":  # online RL: its prompts' format (lft/data/policy_prompts.py)
+        return task.prompt_ids(tokenizer, item)
     if fmt == "raw" or (isinstance(task, CausalLMTask) and task.raw_text):
         return tokenizer(item if isinstance(item, str) else json.dumps(item))["input_ids"]
     chat_template = chat_setting(data)
-    chat = isinstance(task, CausalLMTask) and chat_enabled(chat_template, tokenizer)
+    chat = isinstance(task, (CausalLMTask, PolicyTask)) and chat_enabled(chat_template, tokenizer)
     if fmt == "chat":
         return PromptBuilder(Template("{text}"), tokenizer, None, chat=chat).build({"text": str(item)})[1]
     builder = task.prompt_builder(tokenizer)
@@ -82,6 +85,7 @@ def generate(args: dict) -> list[str]:
     task = build_task(cfg.data, cfg.model)
     model = load_trained_model(task, cfg.model, args.get("run")).eval()
     settings = OmegaConf.to_container(cfg.data.get("generate") or OmegaConf.create({}), resolve=True)
-    generator = Generator(tokenizer, OmegaConf.create(settings), decoder_only=isinstance(task, (CausalLMTask, DpoTask)))
+    decoder_only = isinstance(task, (CausalLMTask, DpoTask, PolicyTask))
+    generator = Generator(tokenizer, OmegaConf.create(settings), decoder_only=decoder_only)
     items = read_prompts(args)
     return generator.generate(model, [prompt_ids(item, task, tokenizer, args["format"]) for item in items])

@@ -9,12 +9,15 @@ POINTS = ("rouge1", "rouge2", "rougeL", "bleu", "accuracy", "f1", "preference_ac
           "acc", "acc_norm", "exact_match")
 
 
-# task, acc, acc_norm, exact_match: rows of lm-evaluation-harness tasks (lft/evaluation/harness.py).
+# task, acc, acc_norm, exact_match: rows of lm-evaluation-harness tasks (lft/evaluation/harness.py); reward, kl,
+# response_length: a policy scored on prompts (online RL's tasks/rl.py).
 FIRST = ("name", "task", "rows", "rouge1", "rouge2", "rougeL", "bleu", "perplexity", "loss", "accuracy", "f1",
-         "preference_accuracy", "logp_accuracy", "reward_margin", "acc", "acc_norm", "exact_match", "seconds")
+         "preference_accuracy", "logp_accuracy", "reward_margin", "reward", "kl", "response_length", "acc", "acc_norm",
+         "exact_match", "seconds")
 
 
-# Pairwise accuracies get a 95% Wilson interval over the row's `rows` pairs (shown in points, after the value).
+# Pairwise accuracies get a 95% Wilson interval over the row's `rows` pairs (shown in points, after the value);
+# a mean with a `<name>_ci95` half-width beside it (reward) shows its normal 95% interval the same way.
 INTERVALS = ("preference_accuracy", "logp_accuracy")
 
 
@@ -49,13 +52,23 @@ def format_table(rows: list[dict]) -> str:
         if column in INTERVALS and isinstance(value, float) and row.get("rows"):
             low, high = wilson_interval(value, int(row["rows"]))
             return f"{100 * value:.2f} [{100 * low:.1f}, {100 * high:.1f}]"
+        if isinstance(value, float) and isinstance(row.get(f"{column}_ci95"), float):
+            half = row[f"{column}_ci95"]
+            return f"{value:.3f} [{value - half:.3f}, {value + half:.3f}]"
         if column in POINTS and isinstance(value, float) and isinstance(row.get(f"{column}_stderr"), float):  # lm_eval's standard error
             return f"{100 * value:.2f} ± {100 * row[f'{column}_stderr']:.1f}"
         if isinstance(value, float):
             return f"{100 * value:.2f}" if column in POINTS else f"{value:.3f}" if column != "seconds" else f"{value:.0f}"
         return str(value)
 
-    header = [f"{c} (x100, 95% CI)" if c in INTERVALS else f"{c} (x100)" if c in POINTS else c for c in columns]
+    def title(column):
+        if column in INTERVALS:
+            return f"{column} (x100, 95% CI)"
+        if any(f"{column}_ci95" in r for r in rows):
+            return f"{column} (95% CI)"
+        return f"{column} (x100)" if column in POINTS else column
+
+    header = [title(c) for c in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(r, c) for c in columns) + " |" for r in rows]
     return "\n".join(lines)

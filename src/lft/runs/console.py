@@ -7,7 +7,8 @@ Three messages every run used to print, none asking anything of the user where l
 - transformers' LOAD REPORT, when all it lists is the task head lft builds on a checkpoint without one (the
   classifier of AutoModelForSequenceClassification, MISSING; a causal LM's lm_head it replaces, UNEXPECTED). A
   report with anything else in it (backbone weights, mismatched shapes, a checkpoint that had this head) is shown
-  as transformers wrote it.
+  as transformers wrote it. Held back too: a report listing only modules lft adds beside an architecture (PPO's
+  value head saved in a run's model/), UNEXPECTED to the transformers class, which leaves them to lft.
 - Lightning's "`weights_only` was not set" when its batch-size and lr finders save the temporary checkpoint they
   restore after their trials (lft's own checkpoints pass weights_only).
 Each is a logging.Filter on the one logger that writes it, matching its message, in place only where expected.
@@ -67,6 +68,14 @@ def show_bitsandbytes_kernel_note() -> None:
     """A run loads k-bit weights on the CPU: the note concerns it (from now on it goes through)."""
     logging.getLogger(BNB_KERNEL[0]).removeFilter(_bnb_kernel)
     show(_bnb_kernel.held)
+
+
+def only_own_modules(info: dict, modules: tuple[str, ...]) -> bool:
+    """True where the load report lists nothing but unused weights of `modules`, which lft adds beside an
+    architecture (PPO's value head in a full PPO run's model/) and loads itself where a task wants them."""
+    unexpected = info["unexpected_keys"]
+    return bool(unexpected) and not (info["missing_keys"] or info["mismatched_keys"] or info["error_msgs"]) and all(
+        key.split(".")[0] in modules for key in unexpected)
 
 
 def only_new_head(model, info: dict, checkpoint_architectures: list[str]) -> bool:

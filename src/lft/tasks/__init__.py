@@ -46,9 +46,9 @@ def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data", pol
     """The task data_cfg names; augment (the run's `augment` settings) is applied when it encodes the train split.
 
     With model_cfg, the data's length settings are fitted to the model's positions first (data/lengths.py);
-    prefix names data_cfg in messages (a mixture's member: data.members.<name>). policy_is_reference: DPO scored
-    on a base model (lft.evaluate), which is its own reference. run_cfg: the whole run's config, whose `rl`,
-    `reward` and gradient clipping online RL reads."""
+    prefix names data_cfg in messages (a mixture's member: data.members.<name>). policy_is_reference: DPO or
+    online RL scored on a base model (lft.evaluate), which is its own reference. run_cfg: the whole run's config,
+    whose `rl`, `reward` and gradient clipping online RL reads (None: its prompts alone, for lft.generate)."""
     name = data_cfg.get("task")
     if name == "mixture":  # each member is built (and checked) by this function
         return MixtureTask(data_cfg, lambda cfg, member: build_task(cfg, model_cfg, augment, prefix=member))
@@ -63,11 +63,12 @@ def build_task(data_cfg, model_cfg=None, augment=None, prefix: str = "data", pol
     elif name == "reward":
         task = RewardTask(data_cfg)
     elif name in ALGORITHMS:
-        if run_cfg is None:
-            raise ConfigError(f"data.task={name} trains a policy online with python -m lft.train; evaluate or generate "
-                              "with its run folder's weights under the prompts' own data config instead.")
-        clip = (run_cfg.trainer.get("gradient_clip_val"), run_cfg.trainer.get("gradient_clip_algorithm") or "norm")
-        task = PolicyTask(name, data_cfg, model_cfg, run_cfg.rl, run_cfg.reward, gradient_clip=clip)
+        if run_cfg is None:  # lft.generate: the prompts alone, formatted as in training
+            task = PolicyTask(name, data_cfg, model_cfg)
+        else:
+            clip = (run_cfg.trainer.get("gradient_clip_val"), run_cfg.trainer.get("gradient_clip_algorithm") or "norm")
+            task = PolicyTask(name, data_cfg, model_cfg, run_cfg.rl, run_cfg.reward, gradient_clip=clip,
+                              policy_is_reference=policy_is_reference)
     else:
         task = TASKS[name](data_cfg, augment=augment)
     if model_cfg is not None:

@@ -21,9 +21,11 @@ Dropout is off through the whole step (rollout and updates): the PPO ratio then 
 and is exactly 1 at the first update (TRL turns dropout off for the same reason).
 
 Validation samples one response per held-out prompt, seeded by the batch's first row (the same draws of a policy
-at every validation, independent of training's RNG), and reports val/reward (mean score), val/kl (summed
-k1 KL to the reference per response), val/response_length (tokens), val/clip_fraction (the share of tokens the
-clip bound in the updates since the last validation; nan before the first) and val/loss = -val/reward.
+at every validation, independent of training's RNG), and reports val/reward (mean score), val/reward_ci95 (the
+half-width of its 95% interval), val/kl (summed k1 KL to the reference per response), val/response_length
+(tokens), val/clip_fraction (the share of tokens the clip bound in the updates since the last validation; nan
+before the first; not on a test split) and val/loss = -val/reward. lft.evaluate scores the test split the same
+way (a base model is its own reference: KL 0) and writes each prompt, response and reward to predictions.jsonl.
 """
 
 import logging
@@ -36,9 +38,9 @@ from transformers import AutoModelForCausalLM
 
 from lft.config.errors import ConfigError
 from lft.data.datamodule import datamodule_for
+from lft.data.policy_prompts import PolicyPrompts
 from lft.data.sources import load_splits
-from lft.data.templates import PromptBuilder, chat_enabled, chat_setting, get_template
-from lft.data.values import FIELD, Column
+from lft.evaluation.metrics import MeanInterval
 from lft.generation.generator import Generator, stop_ids
 from lft.losses.policy import (
     gae,
@@ -49,7 +51,7 @@ from lft.losses.policy import (
     token_rewards,
     value_loss,
 )
-from lft.models.loading import align_pad_token, is_encoder_decoder, load_pretrained
+from lft.models.loading import align_pad_token, is_encoder_decoder, load_pretrained, saved_module
 from lft.rewards.scorers import build_reward
 from lft.tasks.dpo_reference import Reference
 from lft.tasks.protocol import Encoded
@@ -57,7 +59,7 @@ from lft.tasks.protocol import Encoded
 log = logging.getLogger(__name__)
 ALGORITHMS = ("ppo", "rloo")
 METRICS = ("reward", "kl", "response_length", "clip_fraction")
-VALUE_HEAD = "value_head"
+VALUE_HEAD = "value_head"  # one of lft.models.loading.OWN_MODULES
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,15 @@ class Rollout:
 class PolicyTask:
     peft_task_type = "CAUSAL_LM"
     online = True  # FineTuneModule hands the training step to train_step (manual optimization)
+    training_metrics = ("clip_fraction",)  # statistics of the updates: validation only (none on a test split)
 
-    def __init__(self, algorithm: str, data_cfg, model_cfg, rl_cfg, reward_cfg, gradient_clip=(None, "norm")):
-        """algorithm: ppo or rloo; rl_cfg, reward_cfg: the run's `rl` and `reward` (checked by lft.config.validate);
+    def __init__(self, algorithm: str, data_cfg, model_cfg, rl_cfg=None, reward_cfg=None, gradient_clip=(None, "norm"),
+                 policy_is_reference: bool = False):
+        """algorithm: ppo or rloo; rl_cfg, reward_cfg: the run's `rl` and `reward` (checked by lft.config.validate),
+        None for the prompts alone (lft.generate formats prompts as training did, and scores nothing);
         gradient_clip: (trainer.gradient_clip_val, gradient_clip_algorithm), applied here since Lightning does not
-        clip manually optimized steps."""
+        clip manually optimized steps; policy_is_reference: lft.evaluate scoring a base model, which is its own
+        reference (KL 0, no second forward)."""
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm={algorithm!r}: one of {', '.join(ALGORITHMS)}")
         if model_cfg is not None and is_encoder_decoder(model_cfg):  # before any data loads
@@ -92,9 +98,9 @@ class PolicyTask:
         self.name = algorithm
         self.cfg, self.rl = data_cfg, rl_cfg
         self.gradient_clip = gradient_clip
-        self.k = int(rl_cfg.samples_per_prompt)
-        self.reward = build_reward(reward_cfg)
-        self.reference = Reference(model_cfg, cache=False)
+        self.k = int(rl_cfg.samples_per_prompt) if rl_cfg is not None else 1
+        self.reward = build_reward(reward_cfg) if reward_cfg is not None else None
+        self.reference = Reference(model_cfg, cache=False, policy_is_reference=policy_is_reference)
 
     @property
     def ppo(self) -> bool:
@@ -107,23 +113,33 @@ class PolicyTask:
     # --- data ---------------------------------------------------------------------------------
     def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> Encoded:
         cfg = self.cfg
-        template = get_template(cfg.get("template"), cfg.get("source_column") or cfg.get("text_column"))
-        key = "template" if cfg.get("template") else "source_column" if cfg.get("source_column") else "text_column"
-        splits = load_splits(cfg, seed, [Column(key, c, FIELD) for c in template.columns()])
-        prompts = PromptBuilder(template, tokenizer, cfg.get("max_source_length") or cfg.get("max_length"),
-                                chat=chat_enabled(chat_setting(cfg), tokenizer), decoder=True)
-        log.info("Prompt format: %s", "chat template" if prompts.chat else "plain template")
+        prompts = PolicyPrompts(cfg, tokenizer)
+        splits = load_splits(cfg, seed, prompts.columns())
+        log.info("Prompt format: %s", prompts.describe())
 
         def encode_rows(batch, indices):
             rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
-            return {"input_ids": prompts.build_ids(rows), "prompt": [template.render(r) for r in rows],
-                    "row": list(indices)}
+            kept = [(i, row, ids) for i, row, ids in zip(indices, rows, prompts.ids(rows), strict=True) if ids is not None]
+            return {"input_ids": [ids for _, _, ids in kept], "prompt": [prompts.text(row) for _, row, _ in kept],
+                    "row": [i for i, _, _ in kept]}
 
         encoded = splits.map(encode_rows, batched=True, with_indices=True, remove_columns=splits["train"].column_names,
                              desc="Tokenizing prompts")
+        for split in encoded:
+            dropped = len(splits[split]) - len(encoded[split])
+            if dropped:
+                log.warning("Dropped %d of %d %s prompts: the last user turn alone is over data.max_prompt_length=%d.",
+                            dropped, len(splits[split]), split, int(cfg.max_prompt_length))
         datamodule = datamodule_for(cfg, encoded, PromptCollator(tokenizer.pad_token_id), seed)
-        return Encoded(datamodule, generator=Generator(tokenizer, cfg.get("generate"), decoder_only=True),
-                       prompts=prompts)
+        return Encoded(datamodule, generator=Generator(tokenizer, cfg.get("generate"), decoder_only=True))
+
+    def prompt_ids(self, tokenizer, item: dict | str) -> list[int]:
+        """One prompt formatted as in training, for lft.generate (a row of the template's columns, or text)."""
+        ids = PolicyPrompts(self.cfg, tokenizer).item_ids(item)
+        if ids is None:
+            raise ConfigError(f"The prompt's last user turn alone is over data.max_prompt_length="
+                              f"{self.cfg.max_prompt_length} tokens; shorten it or raise data.max_prompt_length.")
+        return ids
 
     # --- model --------------------------------------------------------------------------------
     def build_model(self, model_cfg, encoded: Encoded | None = None) -> nn.Module:
@@ -133,6 +149,9 @@ class PolicyTask:
             head = nn.Linear(model.config.get_text_config().hidden_size, 1)
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
+            saved = saved_module(model_cfg, VALUE_HEAD)  # a full PPO run's model/ (evaluated, or trained further)
+            if saved:
+                head.load_state_dict(saved)
             model.add_module(VALUE_HEAD, head)
         return model
 
@@ -158,8 +177,9 @@ class PolicyTask:
         return logps, head(hidden.to(head.weight.dtype)).squeeze(-1).float()
 
     @torch.no_grad()
-    def rollout(self, model, batch: dict, encoded: Encoded, samples: int) -> Rollout:
-        """Sample `samples` responses per prompt of a batch and score them (model in eval mode)."""
+    def rollout(self, model, batch: dict, encoded: Encoded, samples: int, critic: bool = True) -> Rollout:
+        """Sample `samples` responses per prompt of a batch and score them (model in eval mode); critic: PPO's
+        value estimates too (the updates need them, an evaluation does not)."""
         generator = encoded.generator
         lengths = batch["prompt_length"].tolist()
         prompts = [ids[:n] for ids, n in zip(batch["input_ids"].tolist(), lengths, strict=True) for _ in range(samples)]
@@ -175,9 +195,12 @@ class PolicyTask:
         scores = self.reward(prompt_texts, texts, kept, responses.device)
         rollout = Rollout(padded["input_ids"], padded["attention_mask"], responses, mask, logps=None, ref_logps=None,
                           scores=scores)
-        logps, values = self.forward(model, rollout, values=self.ppo)
-        with self.reference.frozen(model) as reference:
-            ref_logps = self.forward(reference, rollout)[0]
+        logps, values = self.forward(model, rollout, values=self.ppo and critic)
+        if self.reference.policy_is_reference:
+            ref_logps = logps
+        else:
+            with self.reference.frozen(model) as reference:
+                ref_logps = self.forward(reference, rollout)[0]
         return replace(rollout, logps=logps * mask, ref_logps=ref_logps * mask, values=values)
 
     def with_advantages(self, rollout: Rollout) -> Rollout:
@@ -243,21 +266,23 @@ class PolicyTask:
 
     # --- evaluation ---------------------------------------------------------------------------
     def metrics(self, encoded: Encoded) -> MetricCollection:
-        return MetricCollection({n: MeanMetric() for n in METRICS}, compute_groups=False)
+        metrics = {n: MeanMetric() for n in METRICS}
+        return MetricCollection({**metrics, "reward_ci95": MeanInterval()}, compute_groups=False)
 
     def evaluate(self, model, batch, metrics, encoded: Encoded) -> torch.Tensor:
         device = batch["input_ids"].device
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(int(batch["row"][0]))
-            rollout = self.rollout(model, batch, encoded, samples=1)
+            rollout = self.rollout(model, batch, encoded, samples=1, critic=False)
         metrics["reward"].update(rollout.scores)
+        metrics["reward_ci95"].update(rollout.scores)
         metrics["kl"].update(kl_penalty(rollout.logps, rollout.ref_logps, "k1").sum(-1))
         metrics["response_length"].update(rollout.mask.sum(-1))
         tokenizer = encoded.generator.tokenizer
         for row, prompt, ids, n, score in zip(batch["row"].tolist(), batch["prompt"], rollout.response_ids.tolist(),
                                              rollout.mask.sum(-1).tolist(), rollout.scores.tolist(), strict=True):
-            encoded.generator.samples.append({"row": row, "prompt": prompt, "reference": f"reward {score:.4f}",
-                                              "prediction": tokenizer.decode(ids[: int(n)], skip_special_tokens=True)})
+            encoded.generator.samples.append({"row": row, "prompt": prompt, "reward": score,
+                                              "response": tokenizer.decode(ids[: int(n)], skip_special_tokens=True)})
         return -rollout.scores.mean()
 
     def take_samples(self, encoded: Encoded) -> list[dict]:

@@ -27,6 +27,8 @@ class FineTuneModule(L.LightningModule):
         self.scheduler_cfg = scheduler_cfg
         self.val_metrics = task.metrics(encoded).clone(prefix="val/")
         self.test_metrics = task.metrics(encoded).clone(prefix="test/")
+        for name in getattr(task, "training_metrics", ()):  # statistics of updates (online RL): none in a test
+            self.test_metrics.pop(name)
         # Checkpoints keep only trainable weights (see on_save_checkpoint), so loading is partial.
         self.strict_loading = False
         # Generated rows of the last evaluation per stage (generative tasks), for lft.evaluate.

@@ -141,26 +141,26 @@ def finish_loggers(loggers) -> None:
         wandb.finish()
 
 
-SAMPLE_COLUMNS = ("row", "prompt", "reference", "prediction")
-
-
 def log_samples(loggers, rows: list[dict], stage: str, step: int) -> None:
-    """A table of generated samples per evaluation: CSV file, TensorBoard text, or wandb table."""
+    """A table of generated samples per evaluation: CSV file, TensorBoard text, or wandb table. Its columns are
+    the rows' own single-valued fields (row, prompt, reference, prediction; online RL: response, reward;
+    a mixture: task)."""
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 
-    table = [[str(r.get(c, "")) for c in SAMPLE_COLUMNS] for r in rows]
+    columns = list(dict.fromkeys(c for r in rows for c, v in r.items() if not isinstance(v, list)))
+    table = [[str(r.get(c, "")) for c in columns] for r in rows]
     for logger in loggers:
         if isinstance(logger, CSVLogger):
             out = Path(logger.log_dir) / "samples" / f"{stage}_step{step}.csv"
             out.parent.mkdir(parents=True, exist_ok=True)
             with out.open("w", newline="") as f:
-                csv.writer(f).writerows([SAMPLE_COLUMNS, *table])
+                csv.writer(f).writerows([columns, *table])
         elif isinstance(logger, TensorBoardLogger):
-            md = "| " + " | ".join(SAMPLE_COLUMNS) + " |\n|" + "---|" * len(SAMPLE_COLUMNS) + "\n"
+            md = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
             md += "\n".join("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table)
             logger.experiment.add_text(f"{stage}/samples", md, step)
         elif isinstance(logger, WandbLogger):
-            logger.log_text(key=f"{stage}/samples", columns=list(SAMPLE_COLUMNS), data=table)
+            logger.log_text(key=f"{stage}/samples", columns=columns, data=table)
 
 
 def _md_cell(text: str) -> str:
