@@ -33,15 +33,18 @@ class PolicyPrompts:
         what = "chat template" if self.chat else "plain text"
         return f"{what}, dialogue turns at data.user_marker" if self.dialogue else what
 
-    def text(self, row: dict) -> str:
-        """The prompt as the data holds it (what a reward reads: its own format applies there)."""
-        return self.template.render(row)
+    def encode(self, rows: list[dict]) -> list[tuple[str, list[int]] | None]:
+        """Each row's prompt as (text, ids): the text is what a reward reads with the response, the data's own
+        format (not the chat template: a reward applies its own), cut as the ids were cut, so a reward judges
+        what the policy saw. None: a dialogue that does not fit."""
+        if self.dialogue is None:
+            return [(self.template.render(row), ids) for row, ids in self.plain.fit_many(rows)]
+        texts = [self.template.render(row) for row in rows]
+        fitted = [self.dialogue.fit_prompt(text) for text in texts]
+        return [None if isinstance(ids, str) else (text, ids) for text, ids in zip(texts, fitted, strict=True)]
 
     def ids(self, rows: list[dict]) -> list[list[int] | None]:
-        if self.dialogue is None:
-            return self.plain.build_ids(rows)
-        fitted = [self.dialogue.fit_prompt(self.text(row)) for row in rows]
-        return [None if isinstance(ids, str) else ids for ids in fitted]
+        return [None if prompt is None else prompt[1] for prompt in self.encode(rows)]
 
     def item_ids(self, item: dict | str) -> list[int] | None:
         """One prompt of lft.generate: a row of the template's columns, or text filling its first column."""

@@ -99,24 +99,31 @@ class PromptBuilder:
         return [ids[:-1] if self.decoder and ids and eos is not None and ids[-1] == eos else ids for ids in encoded]
 
     def build(self, row: dict) -> tuple[str, list[int]]:
-        text = self.text(row)
-        ids = self.ids(text)
+        row, ids = self.fit(row)
+        return self.text(row), ids
+
+    def fit(self, row: dict) -> tuple[dict, list[int]]:
+        """The row with its longest field shortened until the prompt fits `max_tokens`, and the prompt's ids."""
+        ids = self.ids(self.text(row))
         row = dict(row)
         for _ in range(3):  # decode/encode round trips can be off by a token or two
             excess = len(ids) - self.max_tokens if self.max_tokens else 0
             if excess <= 0:
-                return text, ids
+                return row, ids
             field = max(self.template.columns(), key=lambda c: len(str(row.get(c) or "")))
             field_ids = self.tokenizer(str(row[field]), add_special_tokens=False)["input_ids"]
             row[field] = self.tokenizer.decode(field_ids[: max(len(field_ids) - excess - 2, 0)])
-            text = self.text(row)
-            ids = self.ids(text)
-        return text, ids[: self.max_tokens]
+            ids = self.ids(self.text(row))
+        return row, ids[: self.max_tokens]
 
     def build_ids(self, rows: list[dict]) -> list[list[int]]:
         """build(row)'s ids for many rows: one batched tokenizer call; only rows over the budget take build()."""
+        return [ids for _, ids in self.fit_many(rows)]
+
+    def fit_many(self, rows: list[dict]) -> list[tuple[dict, list[int]]]:
+        """fit() for many rows: one batched tokenizer call; only rows over the budget are shortened."""
         ids = self._many_ids([self.text(row) for row in rows])
-        return [self.build(row)[1] if self.max_tokens and len(row_ids) > self.max_tokens else row_ids
+        return [self.fit(row) if self.max_tokens and len(row_ids) > self.max_tokens else (row, row_ids)
                 for row, row_ids in zip(rows, ids, strict=True)]
 
 

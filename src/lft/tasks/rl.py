@@ -119,9 +119,9 @@ class PolicyTask:
 
         def encode_rows(batch, indices):
             rows = [dict(zip(batch, values, strict=True)) for values in zip(*batch.values(), strict=True)]
-            kept = [(i, row, ids) for i, row, ids in zip(indices, rows, prompts.ids(rows), strict=True) if ids is not None]
-            return {"input_ids": [ids for _, _, ids in kept], "prompt": [prompts.text(row) for _, row, _ in kept],
-                    "row": [i for i, _, _ in kept]}
+            kept = [(i, prompt) for i, prompt in zip(indices, prompts.encode(rows), strict=True) if prompt is not None]
+            return {"input_ids": [ids for _, (_, ids) in kept], "prompt": [text for _, (text, _) in kept],
+                    "row": [i for i, _ in kept]}
 
         encoded = splits.map(encode_rows, batched=True, with_indices=True, remove_columns=splits["train"].column_names,
                              desc="Tokenizing prompts")
