@@ -22,7 +22,7 @@ REWARD = f"+reward.fn={{_target_:lft.rewards.rules.TokenShare,token_id:{TARGET}}
 def ppo_run(tmp_path_factory, word_llama, word_prompts):  # noqa: F811
     """One batch of PPO (4 updates) with full fine-tuning: model/ holds the value head beside the policy."""
     cfg = _rl_cfg(config_maker(tmp_path_factory.mktemp("ppo")), word_llama, word_prompts, "ppo", "strategy=full",
-                  "optimizer.lr=1e-2", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1")
+                  "optimizer.lr=1e-2", "trainer.max_steps=4", "trainer.limit_val_batches=1")
     train(cfg)
     return cfg.paths.output_dir
 

@@ -160,9 +160,10 @@ class PairEncoder:
         room = self.max_length - self.reserve - len(p_ids)
         return p_ids, [ids[:room] for ids in answer_ids], longest > room
 
-    def fit_prompt(self, prompt: str, answer_length: int = 0) -> list[int] | str:
+    def fit_prompt(self, prompt: str, answer_length: int = 0, cut: bool = False) -> list[int] | str:
         """The prompt's ids, its oldest turns dropped until it fits data.max_prompt_length and leaves room for an
-        answer of `answer_length` tokens; "prompt_too_long" where its last user turn alone is over the limit."""
+        answer of `answer_length` tokens; where its last user turn alone is over the limit, "prompt_too_long", or
+        with cut=True (a reward scores every response) that turn's last max_prompt_length tokens."""
         turns = parse_turns(prompt, self.cfg.get("user_marker"), self.cfg.get("assistant_marker"))
         budget = self.max_length - self.reserve
         starts = [i for i, t in enumerate(turns) if t["role"] == "user"] or [0]
@@ -170,7 +171,9 @@ class PairEncoder:
             p_ids = self.prompt_ids(turns[start:])
             if len(p_ids) <= self.max_prompt and len(p_ids) + answer_length <= budget:
                 break
-        return "prompt_too_long" if len(p_ids) > self.max_prompt else p_ids
+        if len(p_ids) <= self.max_prompt:
+            return p_ids
+        return p_ids[-self.max_prompt:] if cut else "prompt_too_long"
 
 
 def encode_pairs(cfg, splits: DatasetDict, encoder: PairEncoder, to_features, read=None, noun: str = "pairs"

@@ -17,6 +17,7 @@ from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 
 from lft.config.errors import ConfigError
+from lft.data.reward_inputs import RewardInputs
 from lft.runs import layout
 
 log = logging.getLogger(__name__)
@@ -52,9 +53,10 @@ class FunctionReward:
 class RunReward:
     """A trained lft sequence classifier: a reward model's score, or the probability of `label`.
 
-    text: what it reads; `full` the prompt followed by the response (as TRL's sentiment example scores query +
-    response), `response` the response alone. A reward model (one output) reads (prompt, response) as the pair it
-    was trained on."""
+    text: what a classifier reads; `full` the prompt followed by the response (as TRL's sentiment example scores
+    query + response), `response` the response alone. A reward model (one output) reads (prompt, response) as
+    RewardTask encoded its (prompt, answer) pairs, under the run's own data settings (lft/data/reward_inputs.py:
+    chat template and dialogue turns, EOS, truncation)."""
 
     def __init__(self, run: Path, label: str | None, text: str = "full"):
         self.run, self.text = run, text
@@ -68,8 +70,9 @@ class RunReward:
             raise ConfigError(f"reward.label={label!r} is not a label of the classifier in {run} (labels: "
                               f"{', '.join(names)}); set reward.label to the one whose probability rewards.")
         self.index = 0 if self.is_reward_model else names.index(label)
-        self.max_length = int(OmegaConf.load(run / layout.CONFIG).data.get("max_length") or 512)
-        self.model = self.tokenizer = None
+        self.data = OmegaConf.load(run / layout.CONFIG).data  # the run's: a reward model's input format
+        self.max_length = int(self.data.get("max_length") or 512)
+        self.model = self.tokenizer = self.inputs = None
 
     def load(self, device) -> None:
         from transformers import AutoTokenizer
@@ -83,6 +86,8 @@ class RunReward:
         self.tokenizer = AutoTokenizer.from_pretrained(weights)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        if self.is_reward_model:
+            self.inputs = RewardInputs(self.data, self.tokenizer)
         log.info("Reward: %s from %s.", "the reward model's score" if self.is_reward_model
                  else f"P({self.model.config.id2label[self.index]})", self.run)
 
@@ -90,9 +95,9 @@ class RunReward:
     def __call__(self, prompts, responses, response_ids, device) -> torch.Tensor:
         if self.model is None:
             self.load(device)
-        if self.is_reward_model:
-            inputs = self.tokenizer(prompts, responses, truncation=True, max_length=self.max_length, padding=True,
-                                    return_tensors="pt")
+        if self.is_reward_model:  # right-padded, as RewardTask's batches (a decoder pools its last non-pad token)
+            features = [self.inputs.score_features(p, r) for p, r in zip(prompts, responses, strict=True)]
+            inputs = self.tokenizer.pad(features, padding_side="right", return_tensors="pt")
         else:
             texts = responses if self.text == "response" else [p + r for p, r in zip(prompts, responses, strict=True)]
             inputs = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True,

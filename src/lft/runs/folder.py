@@ -14,7 +14,7 @@ from peft import PeftConfig, PeftModel
 from transformers import AutoConfig, BitsAndBytesConfig
 
 from lft.config.errors import ConfigError
-from lft.runs import layout
+from lft.runs import console, layout
 from lft.runs.resume import check_fresh_folder, check_resumable
 
 PACKAGES = ("torch", "lightning", "transformers", "peft", "datasets", "torchmetrics", "hydra-core")
@@ -135,8 +135,12 @@ def saved_base(run_dir: Path, adapter: Path, peft_config, dequantize: bool):
         del config.quantization_config
         quantization = BitsAndBytesConfig.from_dict(
             quantization if isinstance(quantization, dict) else quantization.to_dict())
-    base = model_class(config).from_pretrained(base_path(run_dir, peft_config), config=config,
-                                               quantization_config=quantization)
+    path = base_path(run_dir, peft_config)
+    with console.held_back(console.LOAD_REPORT) as report:  # the task head is new here: the adapter holds it
+        base, info = model_class(config).from_pretrained(path, config=config, quantization_config=quantization,
+                                                         output_loading_info=True)
+    if not console.only_new_head(base, info, list(AutoConfig.from_pretrained(path).architectures or [])):
+        console.show(report)
     # dequantize: the k-bit weights the adapter learned against, in float (not the original full-precision
     # weights, which the adapter never saw): merged into these, it computes what the trained model did.
     return base.dequantize() if dequantize and quantization is not None else base

@@ -9,7 +9,8 @@ forward pass (the batch holds them side by side; the task concatenates them).
   the task's Reference holds (tasks/dpo_reference.py: never in the LightningModule, so never checkpointed). Its
   log-probabilities are computed without gradients and, with `data.preference.cache_reference`, once per pair.
 - RewardTask: a sequence classifier with one score, trained with the Bradley-Terry pairwise loss; an encoder
-  reads "[CLS] prompt [SEP] answer [SEP]", a decoder the (chat) prompt + answer + EOS and pools its last token.
+  reads "[CLS] prompt [SEP] answer [SEP]", a decoder with a chat template the chat prompt + answer + EOS and pools
+  its last token (lft/data/reward_inputs.py, which a reward from the run scores responses with as well).
 Metrics: preference_accuracy (chosen scores higher; ties count half), reward_margin; DPO also chosen_logps,
 rejected_logps (summed answer log-probabilities) and logp_accuracy (the policy's own per-token likelihood prefers
 the chosen answer: comparable between a base model and a tuned one, unlike implicit rewards).
@@ -30,7 +31,7 @@ from lft.data.cache import cached_encoding
 from lft.data.datamodule import datamodule_for
 from lft.data.labels import IGNORE
 from lft.data.preference_pairs import PairEncoder, encode_pairs, load_preference_splits, parse_turns
-from lft.data.templates import chat_enabled, chat_setting
+from lft.data.reward_inputs import RewardInputs
 from lft.losses.preference import (
     DPO_LOSSES,
     LENGTH_NORMALIZED,
@@ -209,26 +210,19 @@ class RewardTask(_PairTask):
 
     # --- data ---------------------------------------------------------------------------------
     def encode(self, tokenizer, seed: int, cache_dir: str | None = None) -> Encoded:
-        chat = chat_enabled(chat_setting(self.cfg), tokenizer)
-        # Plain text: the tokenizer's own pair format ([CLS] prompt [SEP] answer [SEP]); chat: prompt + answer + EOS.
-        reserve = 0 if chat else tokenizer.num_special_tokens_to_add(pair=True)
-        encoder = PairEncoder(self.cfg, tokenizer, eos=chat, reserve=reserve, plain_special_tokens=False)
+        inputs = RewardInputs(self.cfg, tokenizer)  # the one encoding of a reward model's input (also for scoring)
 
         def features(pair):
             out = {}
             for side, answer in zip(SIDES, (pair.chosen, pair.rejected), strict=True):
-                if encoder.chat:
-                    enc = {"input_ids": pair.prompt + answer}
-                else:  # the fitted texts again, now with the tokenizer's own pair specials (and token types)
-                    enc = tokenizer(tokenizer.decode(pair.prompt), tokenizer.decode(answer), truncation="longest_first",
-                                    max_length=encoder.max_length)
+                enc = inputs.features(pair.prompt, answer)
                 ids = enc["input_ids"]
                 out.update({f"{side}_input_ids": ids, f"{side}_attention_mask": [1] * len(ids)})
                 if "token_type_ids" in enc:
                     out[f"{side}_token_type_ids"] = enc["token_type_ids"]
             return {**out, "pair_key": pair_key(out["chosen_input_ids"], out["rejected_input_ids"])}
 
-        return self._encoded(tokenizer, seed, encoder, features, cache_dir)
+        return self._encoded(tokenizer, seed, inputs.encoder, features, cache_dir)
 
     # --- model --------------------------------------------------------------------------------
     def build_model(self, model_cfg, encoded: Encoded | None = None) -> nn.Module:
