@@ -27,12 +27,12 @@ time $PY -m lft.train model=minilm strategy=full "${PAIRS[@]}" data.task=reward 
 time $PY -m lft.evaluate "run=$OUT/reward" "${PAIRS[@]}" data.task=reward name=reward-model "out=$HERE/results_reward_model.json" \
     "hydra.run.dir=$OUT/eval_reward_model"
 # 3. RL from the SFT model against the reward model: 64 train prompts in batches of 8, 4 answers each.
-time $PY -m lft.train "model.name_or_path=$OUT/sft_merged" model=smollm2_135m strategy=lora "${PAIRS[@]}" \
+time $PY -m lft.train "model.name_or_path=$OUT/sft_merged" model=smollm2_135m model.gguf_file=null strategy=lora "${PAIRS[@]}" \
     data.task=$ALGO data.monitor.metric=val/reward data.monitor.mode=max data.train_size=64 data.val_size=32 \
     data.test_size=100 trainer.max_epochs=1 \
     "reward.run=$OUT/reward" "hydra.run.dir=$OUT/rl"
 # Each step's policy: its answers scored by the reward model (100 test prompts), its preference accuracy (307 pairs).
-POLICIES=("model=smollm2_135m" "model=smollm2_135m model.name_or_path=$OUT/sft_merged" "run=$OUT/rl")
+POLICIES=("model=smollm2_135m" "model=smollm2_135m model.name_or_path=$OUT/sft_merged model.gguf_file=null" "run=$OUT/rl")
 for i in 0 1 2; do
   name=(base sft $ALGO)
   read -ra policy <<< "${POLICIES[$i]}"

@@ -38,7 +38,10 @@ def convert_gguf(folder: str, gguf_file: str, cache_dir: Path) -> Path:
     """Dequantize a GGUF checkpoint into a plain Hugging Face folder once (about 30 s for 135M params)."""
     source = Path(folder) / gguf_file
     if Path(folder).exists() and not source.exists():
-        raise ConfigError(f"model.gguf_file={gguf_file!r} is not in {folder}; files there: {sorted(os.listdir(folder))}.")
+        files = sorted(os.listdir(folder))
+        fix = (" It is a Hugging Face model folder (an lft export, say): set model.gguf_file=null to load it (a model "
+               "config such as model=smollm2_135m names its packaged GGUF file).") if "config.json" in files else ""
+        raise ConfigError(f"model.gguf_file={gguf_file!r} is not in {folder}; files there: {files}.{fix}")
     stamp = _content_stamp(source) if source.exists() else "hub"
     out = cache_dir / "gguf" / f"{Path(gguf_file).stem}-{stamp}"
     if (out / "config.json").exists():
