@@ -1,5 +1,6 @@
 """Rewards from an lft reward-model run on a decoder with a chat template, and the HH route: dialogue prompts
-("\\n\\nHuman: ...\\n\\nAssistant:") become chat messages for the policy and for the reward model alike."""
+("\\n\\nHuman: ...\\n\\nAssistant:") become chat messages for the policy and for the reward model alike; policies
+of other tasks (chat SFT, PPO) scored on the preference pairs."""
 
 import json
 import math
@@ -114,3 +115,25 @@ def test_hh_prompts_are_chat_turns_for_the_policy_and_rloo_trains_on_the_reward_
     metrics = train(cfg)
     # one batch: 4 prompts x 2 samples in one minibatch, 2 epochs
     assert metrics["optimizer_steps"] == 2 and math.isfinite(metrics["train/reward"]) and metrics["train/reward"] != 0
+
+
+@pytest.mark.parametrize("trained", ["chat", "ppo"])
+def test_a_policy_run_of_another_task_is_scored_on_preference_pairs(make_cfg, chat_llama, dialogues, reward_model_run,
+                                                                    trained):
+    """`python -m lft.evaluate run=<chat SFT or PPO run> data=hh_rlhf_harmless`: DPO's metrics, the implicit
+    reward against the run's base as the reference (the PPO run's value head is no part of it)."""
+    from lft.recipes.evaluate import config_for_run, evaluate
+
+    task = ("data=hh_rlhf_chat", "data.max_length=64") if trained == "chat" else _hh(
+        "data.task=ppo", f"reward.run={reward_model_run}", "rl.max_new_tokens=4",
+        "rl.samples_per_prompt=2", "rl.mini_batch_size=8", "data.monitor.metric=val/reward", "data.monitor.mode=max",
+        llama=chat_llama, data=dialogues)
+    run = make_cfg(*task, f"data.path={dialogues}", f"model.name_or_path={chat_llama}", "strategy=lora",
+                   "optimizer.lr=3e-2", "trainer.max_steps=2", "test=false", out="policy")
+    train(run)
+    overrides = [f"run={run.paths.output_dir}", "data=hh_rlhf_harmless", f"data.path={dialogues}",
+                 "data.max_length=64", "data.max_prompt_length=48"]
+    row = evaluate(config_for_run(make_cfg(*overrides, config="evaluate", out="eval"), overrides))
+    assert row["rows"] == 2 and 0 <= row["preference_accuracy"] <= 1
+    assert row["reward_margin"] != 0  # the tuned policy against its base: implicit rewards moved
+    assert {"chosen_logps", "rejected_logps", "logp_accuracy"} <= set(row)

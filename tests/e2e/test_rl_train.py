@@ -6,6 +6,7 @@ dozen updates on a CPU show learning well beyond noise."""
 
 import json
 import random
+import re
 
 import pytest
 import torch
@@ -126,12 +127,13 @@ def test_lora_reference_is_the_adapter_switched_off(make_cfg, word_llama, word_p
 
 @pytest.mark.slow  # three short runs: about a minute
 def test_resume_continues_the_rollouts_an_uninterrupted_run_draws(make_cfg, word_llama, word_prompts, tmp_path):
+    """The cut run's last.ckpt (step 8) is a mid-run one: its second batch took the steps 5-8 across 6."""
     from safetensors.torch import load_file
 
     from lft.runs.resume import resume_config
 
     common = ("strategy=full", "optimizer.lr=1e-2", "trainer.limit_train_batches=4",
-              "callbacks.last_checkpoint.every_n_steps=8")
+              "callbacks.last_checkpoint.every_n_steps=6")
     whole = train(_rl_cfg(make_cfg, word_llama, word_prompts, "ppo", *common, "trainer.max_steps=16"))
     cut = _rl_cfg(make_cfg, word_llama, word_prompts, "ppo", *common, "trainer.max_steps=8", out="cut")
     train(cut)
@@ -142,6 +144,22 @@ def test_resume_continues_the_rollouts_an_uninterrupted_run_draws(make_cfg, word
     assert "value_head.weight" in a and a["value_head.weight"].abs().sum() > 0  # the critic trained and was saved
     for name in a:
         torch.testing.assert_close(a[name], b[name], msg=name)
+
+
+def test_checkpoints_every_n_steps_count_the_steps_a_batch_crosses(make_cfg, word_llama, word_prompts, tmp_path,
+                                                                     caplog):
+    """4 updates per batch, checkpoints every 6 steps: after the batches ending at steps 8 and 12 (not only at
+    multiples of 6 that global_step lands on: 12, 24, ...), last.ckpt and the model checkpoint alike."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="lft")
+    train(_rl_cfg(make_cfg, word_llama, word_prompts, "ppo", "strategy=lora", "trainer.max_steps=16",
+                  "trainer.limit_val_batches=1", "callbacks.last_checkpoint.every_n_steps=6",
+                  "+callbacks.model_checkpoint.every_n_train_steps=6", "callbacks.model_checkpoint.monitor=null",
+                  "callbacks.model_checkpoint.save_top_k=-1", "callbacks.model_checkpoint.filename='step{step}'"))
+    saved = [int(m) for m in re.findall(r"last\.ckpt at optimizer step (\d+) \(every 6 steps\)", caplog.text)]
+    assert saved == [8, 12]  # step 16 ends the run at the epoch's end: saved after its validation instead
+    assert {p.name for p in (tmp_path / "run" / "checkpoints").glob("step*.ckpt")} >= {"step8.ckpt", "step12.ckpt"}
 
 
 @pytest.fixture

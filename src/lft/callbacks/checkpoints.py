@@ -5,6 +5,10 @@ ends. LastCheckpoint keeps `last.ckpt` fresh for `resume=`: every `every_n_steps
 validation, and when a scheduler asks the job to stop (SIGTERM, or SIGUSR1 outside SLURM, where Lightning requeues
 on its own).
 
+"Every n steps" means every batch whose optimizer steps cross a multiple of n: online RL makes several steps per
+batch (rl.ppo_epochs x minibatches, tasks/rl.py), so global_step can step over a multiple that `step % n == 0`
+would wait for; with one step per batch the two agree.
+
 A resume equals the uninterrupted run only if `last.ckpt` is a state the run passed through whole. So after a
 validation it is written last of all callbacks, holding that validation's best checkpoint and early-stopping
 updates (written before them, a resume forgot the best and wrote `best-v1.ckpt`), and never just before a
@@ -16,6 +20,7 @@ import logging
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 from lightning.fabric.plugins.environments import SLURMEnvironment
@@ -45,11 +50,37 @@ def save_atomically(trainer, path: Path) -> None:
     trainer.strategy.barrier()
 
 
+def crossed(before: int, after: int, every: int) -> bool:
+    """Whether the optimizer steps (before, after] of one batch include a multiple of `every` (module docstring)."""
+    return every > 0 and after // every > before // every
+
+
 class AtomicModelCheckpoint(ModelCheckpoint):
     def __init__(self, *args, save_on_train_epoch_end: bool | None = False, **kwargs):
         # False: the best is chosen when validation ends, where LastCheckpoint saves next. Lightning's default
         # (None) waits for the epoch's end when validation runs once per epoch, after last.ckpt was written.
         super().__init__(*args, save_on_train_epoch_end=save_on_train_epoch_end, **kwargs)
+        self._step_before = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._step_before = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        every = self._every_n_train_steps
+        if pl_module.automatic_optimization or every < 1:
+            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        # Online RL (manual optimization): Lightning's branch for it saves only where global_step lands on a
+        # multiple of every_n_train_steps, and warns of a pre-step copy of the weights that lft does not keep
+        # (a batch's rollout and updates are one whole). Save where the batch crossed a multiple instead.
+        if not crossed(self._step_before, trainer.global_step, every) or self._should_skip_saving_checkpoint(trainer):
+            return
+        candidates = self._monitor_candidates(trainer)
+        if self.monitor is not None and self.monitor not in candidates:  # before the first validation
+            self._defer_save_until_validation = True
+            return
+        self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
+        self._last_time_checked = time.monotonic()
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         tmp = filepath + ".tmp"
@@ -79,6 +110,7 @@ class LastCheckpoint(Checkpoint):
         self.on_validation = on_validation
         self.on_preemption = on_preemption
         self._saved_step = -1
+        self._step_before = 0  # global_step when the current batch started
 
     def save(self, trainer, why: str, again: bool = False) -> None:
         """again: write even if this step was saved (a validation since then changed callback states)."""
@@ -103,6 +135,9 @@ class LastCheckpoint(Checkpoint):
                      "LR schedule, RNG, data position and callback states restored.", self.path,
                      trainer.global_step, trainer.current_epoch, batches)
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._step_before = trainer.global_step
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.fit_loop._should_accumulate():  # mid-accumulation: gradients would be lost
             return
@@ -110,7 +145,7 @@ class LastCheckpoint(Checkpoint):
             return
         if self.on_preemption and trainer.received_sigterm:
             self.save(trainer, "stop requested by a signal")
-        elif self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+        elif crossed(self._step_before, trainer.global_step, self.every_n_steps):
             self.save(trainer, f"every {self.every_n_steps} steps")
 
     def on_validation_end(self, trainer, pl_module) -> None:

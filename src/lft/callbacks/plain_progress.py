@@ -6,6 +6,8 @@ import time
 
 from lightning.pytorch.callbacks import Callback
 
+from lft.callbacks.checkpoints import crossed
+
 log = logging.getLogger("lft")
 
 
@@ -14,24 +16,25 @@ class PlainProgress(Callback):
         self.every_n_steps = every_n_steps
         self.active = not (only_without_terminal and sys.stderr.isatty())
         self._start = self._samples = None
+        self._step_before = 0
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._start, self._samples, self._start_step = time.perf_counter(), 0, trainer.global_step
-        self._printed = trainer.global_step // self.every_n_steps
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._step_before = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not self.active or self._start is None:
             return
         self._samples += len(next(iter(batch.values()))) * trainer.world_size
         step = trainer.global_step
-        # A batch may make several optimizer steps (online RL): print when the step count passes a multiple.
-        if trainer.fit_loop._should_accumulate() or step // self.every_n_steps <= self._printed \
-                or not trainer.is_global_zero:
+        # crossed: online RL's batches make several optimizer steps (callbacks/checkpoints.py)
+        if (trainer.fit_loop._should_accumulate() or not crossed(self._step_before, step, self.every_n_steps)
+                or not trainer.is_global_zero):
             return
-        self._printed = step // self.every_n_steps
         elapsed = time.perf_counter() - self._start
-        total = pl_module.total_optimizer_steps() if hasattr(pl_module, "total_optimizer_steps") \
-            else int(trainer.estimated_stepping_batches)
+        total = pl_module.total_steps() if hasattr(pl_module, "total_steps") else int(trainer.estimated_stepping_batches)
         rate = (step - self._start_step) / elapsed if elapsed else 0.0
         eta = (total - step) / rate if rate else float("nan")
         loss = trainer.callback_metrics.get("train/loss")

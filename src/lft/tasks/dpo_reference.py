@@ -91,7 +91,7 @@ class Reference:
                 model.train(training)
             return
         if self.model is None:
-            log.info("DPO reference: a frozen copy of %s (the policy has no adapter to switch off).",
+            log.info("The reference: a frozen copy of %s (the policy has no adapter to switch off).",
                      self.model_cfg.name_or_path)
             self.model = self.build()
         device = next(model.parameters()).device

@@ -94,11 +94,11 @@ class FineTuneModule(L.LightningModule):
         weight_decay = self.optimizer_factory.keywords.get("weight_decay", 0.0)
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         optimizer = self.optimizer_factory(groups, **({} if self.lr is None else {"lr": self.lr}))
-        scheduler = LambdaLR(optimizer, lr_lambda(self.scheduler_cfg, self.total_optimizer_steps()))
+        scheduler = LambdaLR(optimizer, lr_lambda(self.scheduler_cfg, self.total_steps()))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def total_optimizer_steps(self) -> int:
-        """The fit's optimizer steps: the schedule's length and the progress lines' total."""
+    def total_steps(self) -> int:
+        """Optimizer steps the fit will make (the schedule's length; progress lines show it)."""
         total = int(self.trainer.estimated_stepping_batches)
         if not self.automatic_optimization and self.trainer.max_steps == -1:  # batches, each several updates
             total *= self.task.updates_per_batch(self.encoded.datamodule.batch_size)

@@ -30,3 +30,9 @@ def test_bad_rl_settings_are_refused_before_loading(make_cfg, overrides, message
 
 def test_good_rl_settings_pass(make_cfg):
     validate(make_cfg("data.task=rloo", FN, *WATCH), "train")
+
+
+def test_scoring_a_policy_on_prompts_needs_a_reward(make_cfg):
+    with pytest.raises(ConfigError, match="data.task=ppo needs one reward"):
+        validate(make_cfg("data.task=ppo", config="evaluate"), "evaluate")
+    validate(make_cfg("data.task=ppo", FN, config="evaluate"), "evaluate")
