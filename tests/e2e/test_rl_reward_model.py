@@ -107,10 +107,10 @@ def test_hh_prompts_are_chat_turns_for_the_policy_and_rloo_trains_on_the_reward_
     tokenizer = load_tokenizer(cfg.model)
     prompts = PolicyPrompts(cfg.data, tokenizer)  # PolicyTask.encode's formatting
     row = {"prompt": f"{OPENING}\n\nHuman: what about cats?\n\nAssistant:"}
-    assert prompts.text(row) == row["prompt"]  # what the reward reads: the dialogue as the data holds it
     turns = [*TURNS, {"role": "user", "content": "what about cats?"}]
     expected = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-    assert prompts.ids([row]) == [tokenizer(expected, add_special_tokens=False)["input_ids"]]
+    # the reward reads the dialogue as the data holds it; the policy sees it as chat turns
+    assert prompts.encode([row]) == [(row["prompt"], tokenizer(expected, add_special_tokens=False)["input_ids"])]
 
     metrics = train(cfg)
     # one batch: 4 prompts x 2 samples in one minibatch, 2 epochs
