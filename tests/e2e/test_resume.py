@@ -194,6 +194,30 @@ def test_plain_progress_lines_without_a_terminal(make_cfg, tiny_bert, caplog):
     assert lines and "step 2/4" in lines[0] and "samples/s" in lines[0] and "ETA" in lines[0]
 
 
+def test_evaluation_progress_lines_are_timed(make_cfg, tiny_bert, caplog):
+    """Validation and test print a line at most every eval_every_s seconds (0: every batch but the last)."""
+    import logging
+
+    from lft.recipes.evaluate import evaluate
+
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "data.eval_batch_size=2", "callbacks.plain_progress.eval_every_s=0")
+    with caplog.at_level(logging.INFO, logger="lft"):
+        train(cfg)
+    test_lines = [r.message for r in caplog.records if r.message.startswith("test batch ")]
+    done, total = zip(*(map(int, line.split()[2].split("/")) for line in test_lines), strict=True)
+    assert list(done) == list(range(1, total[0])) and "ETA" in test_lines[0]  # every batch but the last
+    assert any(r.message.startswith("validation batch ") for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lft"):
+        evaluate(cfg)  # lft.evaluate's own trainer reads the same setting
+    assert any(r.message.startswith("test batch 1/") for r in caplog.records)
+    cfg.callbacks.plain_progress.eval_every_s = 3600
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="lft"):
+        evaluate(cfg)
+    assert not any(" batch " in r.message for r in caplog.records)
+
+
 def test_slurm_requeue_continues_the_jobs_own_run(tmp_path, tiny_bert, monkeypatch):
     """A preempted SLURM job reruns its command: the run folder is named after the job, so it continues."""
     monkeypatch.setenv("SLURM_JOB_ID", "777")
