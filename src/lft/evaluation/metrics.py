@@ -1,7 +1,7 @@
 """Metrics of generative tasks: perplexity from the loss, ROUGE and BLEU on generated text.
 
 Each metric computes one scalar, so `self.log_dict(collection)` logs `val/rouge1`, `val/rouge2`, `val/rougeL`,
-`val/bleu` and `val/perplexity` directly. Scores are fractions in [0, 1] (x100 for "points"). Tasks update
+`val/rougeLsum`, `val/bleu` and `val/perplexity` directly. Scores are fractions in [0, 1] (x100 for "points"). Tasks update
 members by name (`metrics["rouge1"].update(preds, refs)`), not the whole collection at once.
 """
 
@@ -13,7 +13,7 @@ from rouge_score import rouge_scorer
 from torchmetrics import Metric, MetricCollection
 from torchmetrics.text import SacreBLEUScore
 
-ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 GENERATION_METRICS = ("rouge", "bleu", "accuracy")  # what generated text can be scored by (data.generate.metrics)
 
 
@@ -39,7 +39,10 @@ class Perplexity(Metric):
 
 
 class Rouge(Metric):
-    """Mean ROUGE F-measure of one variant (rouge-score, Porter stemmer); best reference per prediction."""
+    """Mean ROUGE F-measure of one variant (rouge-score, Porter stemmer); best reference per prediction.
+
+    rougeLsum is the summary-level LCS over sentences, which rouge-score reads as lines: texts are split after
+    . ! ? first, as the Hugging Face summarization examples do (on a one-sentence text it equals rougeL)."""
 
     full_state_update = False
 
@@ -51,12 +54,17 @@ class Rouge(Metric):
         self.add_state("count", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, preds: list[str], references: list[list[str]]) -> None:
+        lines = sentence_lines if self.key == "rougeLsum" else str
         for pred, refs in zip(preds, references, strict=True):
-            self.total += max(self.scorer.score(ref, pred)[self.key].fmeasure for ref in refs)
+            self.total += max(self.scorer.score(lines(ref), lines(pred))[self.key].fmeasure for ref in refs)
             self.count += 1
 
     def compute(self) -> torch.Tensor:
         return (self.total / self.count).float() if self.count else torch.tensor(math.nan)
+
+
+def sentence_lines(text: str) -> str:
+    return "\n".join(re.split(r"(?<=[.!?])\s+", text.strip()))
 
 
 class LabelAccuracy(Metric):
@@ -115,7 +123,7 @@ def perplexity_metrics() -> dict[str, Metric]:
 
 
 def generation_metrics(kinds=GENERATION_METRICS) -> dict[str, Metric]:
-    """rouge: ROUGE-1/2/L; bleu: corpus BLEU (sacrebleu's 13a tokenizer; several references per prediction
+    """rouge: ROUGE-1/2/L/Lsum; bleu: corpus BLEU (sacrebleu's 13a tokenizer; several references per prediction
     allowed); accuracy: LabelAccuracy."""
     out = {}
     if "rouge" in kinds:

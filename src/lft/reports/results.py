@@ -5,13 +5,13 @@ import math
 from pathlib import Path
 
 # Fractions shown as points (x100), as papers report ROUGE and BLEU.
-POINTS = ("rouge1", "rouge2", "rougeL", "bleu", "accuracy", "f1", "preference_accuracy", "logp_accuracy",
+POINTS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "accuracy", "f1", "preference_accuracy", "logp_accuracy",
           "acc", "acc_norm", "exact_match")
 
 
 # task, acc, acc_norm, exact_match: rows of lm-evaluation-harness tasks (lft/evaluation/harness.py); reward, kl,
 # response_length: a policy scored on prompts (online RL's tasks/rl.py).
-FIRST = ("name", "task", "rows", "rouge1", "rouge2", "rougeL", "bleu", "perplexity", "loss", "accuracy", "f1",
+FIRST = ("name", "task", "rows", "references", "rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "perplexity", "loss", "accuracy", "f1",
          "preference_accuracy", "logp_accuracy", "reward_margin", "reward", "kl", "response_length", "acc", "acc_norm",
          "exact_match", "seconds")
 
@@ -57,6 +57,8 @@ def format_table(rows: list[dict]) -> str:
             return f"{value:.3f} [{value - half:.3f}, {value + half:.3f}]"
         if column in POINTS and isinstance(value, float) and isinstance(row.get(f"{column}_stderr"), float):  # lm_eval's standard error
             return f"{100 * value:.2f} ± {100 * row[f'{column}_stderr']:.1f}"
+        if isinstance(value, list):  # references: the columns a rescored row was scored against
+            return ", ".join(map(str, value))
         if isinstance(value, float):
             return f"{100 * value:.2f}" if column in POINTS else f"{value:.3f}" if column != "seconds" else f"{value:.0f}"
         return str(value)

@@ -104,7 +104,7 @@ def test_alpaca_template_without_input():
 def test_rouge_on_known_strings():
     metrics = generation_metrics()
     preds, refs = ["the cat sat on the mat"], [["the cat sat on the mat"]]
-    for key in ("rouge1", "rouge2", "rougeL", "bleu"):
+    for key in ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"):
         metrics[key].update(preds, refs)
         assert metrics[key].compute().item() == pytest.approx(1.0)
     rouge1 = Rouge("rouge1")
@@ -113,6 +113,20 @@ def test_rouge_on_known_strings():
     rouge2 = Rouge("rouge2")
     rouge2.update(["a b c"], [["x y z"]])
     assert rouge2.compute().item() == 0.0
+
+
+def test_rouge_lsum_reads_sentences():
+    """Summary-level LCS: each reference sentence's best match over the whole prediction, so sentence order no
+    longer breaks the subsequence (ROUGE-L) but words stay in order within a sentence."""
+    pred, ref = "Bob brings the cake. Amy pays the bill.", "Amy pays the bill. Bob brings the cake."
+    lsum, rouge_l = Rouge("rougeLsum"), Rouge("rougeL")
+    lsum.update([pred], [[ref]])
+    rouge_l.update([pred], [[ref]])
+    assert lsum.compute().item() == pytest.approx(1.0)
+    assert rouge_l.compute().item() == pytest.approx(0.5)
+    one = Rouge("rougeLsum")
+    one.update(["the cat sat"], [["the cat sat on the mat"]])  # one sentence each: ROUGE-L's value
+    assert one.compute().item() == pytest.approx(2 * 1 * 0.5 / 1.5)
 
 
 def test_rouge_takes_the_best_reference():
