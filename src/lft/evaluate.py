@@ -6,6 +6,8 @@ Generation settings come from `data.generate` (`test_samples`: rows generated, n
 `runs=[<run a>,<run b>,...]` scores each run and then their ensemble on the same rows (lft.evaluation.ensemble).
 An online-RL run (`run=<ppo or rloo run>`) is scored on its own prompts, sampling settings and reward unless the
 command line names others (config_for_run): mean reward with its 95% interval, KL to the base, response length.
+`predictions=<an evaluation's folder>` scores its saved generations again, e.g. against one reference column
+(lft.recipes.rescore).
 """
 
 import logging

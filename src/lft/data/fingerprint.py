@@ -17,7 +17,7 @@ from lft.data.augment import augment_settings
 from lft.data.sources import split_files
 
 # Bump when encoding code changes what it writes for the same inputs: older cache entries then miss.
-ENCODING_VERSION = 1
+ENCODING_VERSION = 2  # 2: evaluation rows name their reference columns
 
 # Data settings that shape batches, training or evaluation, never the encoded rows.
 NOT_ENCODING = frozenset({"batch_size", "eval_batch_size", "num_workers", "group_by_length", "packing", "monitor",

@@ -90,8 +90,14 @@ def reference_columns(cfg, ds) -> list[str]:
 
 
 def row_references(cfg, columns: list[str], row: dict) -> list[str]:
-    refs = [str(row[c]) for c in columns if kind(row.get(c)) not in MISSING]  # a row may lack some (data/values.py)
-    return refs or [target_text(cfg, row[cfg.target_column])]
+    return [text for _, text in named_references(cfg, columns, row)]
+
+
+def named_references(cfg, columns: list[str], row: dict) -> list[tuple[str, str]]:
+    """(column, text) of a row's references: the reference columns it has a value in (data/values.py), else its
+    target."""
+    refs = [(c, str(row[c])) for c in columns if kind(row.get(c)) not in MISSING]
+    return refs or [(cfg.target_column, target_text(cfg, row[cfg.target_column]))]
 
 
 def row_target(cfg, columns: list[str], row: dict) -> str:
@@ -113,8 +119,11 @@ def target_text(cfg, value) -> str:
 
 
 def eval_fields(cfg, columns: list[str], row: dict, index: int, limit: int | None) -> dict:
-    """What evaluation reads from a validation/test row: its index, references, whether to generate for it."""
-    return {"row": index, "references": row_references(cfg, columns, row), "generate": limit is None or index < limit}
+    """What evaluation reads from a validation/test row: its index, references (and the columns they came from, so
+    saved generations can be scored again against some of them: lft.recipes.rescore), whether to generate for it."""
+    names, refs = zip(*named_references(cfg, columns, row), strict=True)
+    return {"row": index, "references": list(refs), "reference_columns": list(names),
+            "generate": limit is None or index < limit}
 
 
 def map_rows(ds: Dataset, encode_rows, desc: str) -> Dataset:

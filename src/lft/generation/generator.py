@@ -27,7 +27,7 @@ from lft.speed.lean_loss import causal_lm_forward
 from lft.speed.precision import bf16_weights, fast_bf16
 
 # Row fields that ride along in evaluation batches but are not model inputs.
-EVAL_FIELDS = ("generate", "references", "prompt_length", "row")
+EVAL_FIELDS = ("generate", "references", "reference_columns", "prompt_length", "row")
 
 
 def stop_ids(model, tokenizer) -> list[int]:
@@ -113,10 +113,12 @@ class Generator:
         preds = self.generate(model, prompts, reuse)
         refs = [fields["references"][i] for i in rows]
         update_generation(metrics, preds, refs)
+        names = fields.get("reference_columns")  # text-to-text rows name them; chat rows score the last answer
         for i, prompt_ids, pred, ref in zip(rows, prompts, preds, refs, strict=True):
             prompt = self.tokenizer.decode(prompt_ids, skip_special_tokens=not self.decoder_only)
-            self.samples.append({"row": int(fields["row"][i]), "prompt": prompt, "reference": ref[0],
-                                 "references": list(ref), "prediction": pred})
+            sample = {"row": int(fields["row"][i]), "prompt": prompt, "reference": ref[0], "references": list(ref)}
+            self.samples.append({**sample, **({"reference_columns": list(names[i])} if names else {}),
+                                 "prediction": pred})
 
     def take_samples(self) -> list[dict]:
         samples, self.samples = sorted(self.samples, key=lambda s: s["row"]), []
@@ -131,7 +133,7 @@ class EvalCollator:
         self.tokenizer = tokenizer
 
     def __call__(self, features: list[dict]) -> dict:
-        lists = {k: [f.pop(k) for f in features] for k in ("references",) if k in features[0]}
+        lists = {k: [f.pop(k) for f in features] for k in ("references", "reference_columns") if k in features[0]}
         labels = [f.pop("labels") for f in features] if "labels" in features[0] else None
         batch = self.tokenizer.pad(features, padding=True, pad_to_multiple_of=8, return_tensors="pt",
                                    padding_side="right")

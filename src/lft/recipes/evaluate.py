@@ -12,12 +12,14 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lft.callbacks.logits_collector import TestLogits
+from lft.callbacks.plain_progress import PlainProgress
 from lft.config.errors import ConfigError
 from lft.config.rl import ONLINE_TASKS
 from lft.config.validate import validate
 from lft.evaluation.ensemble import check_members, classification_result, generation_result
 from lft.evaluation.harness import evaluate_harness, wants_harness
 from lft.models.loading import load_tokenizer
+from lft.recipes.rescore import rescore
 from lft.reports.results import append_row, format_table
 from lft.runs.folder import load_run_config, load_trained_model
 from lft.tasks import build_task
@@ -29,12 +31,17 @@ log = logging.getLogger("lft")
 
 def evaluate(cfg: DictConfig) -> dict:
     validate(cfg, "evaluate")
-    if wants_harness(cfg):
+    if cfg.get("predictions"):
+        check_rescoring(cfg)
+        row, samples = rescore(cfg), []
+    elif wants_harness(cfg):
         return evaluate_harness(cfg)
-    if cfg.get("runs"):
+    elif cfg.get("runs"):
         return evaluate_ensemble(cfg)
-    row, module, _ = score(cfg, cfg.get("run"))
-    write_results(cfg, row, module.samples.get("test", []))
+    else:
+        row, module, _ = score(cfg, cfg.get("run"))
+        samples = module.samples.get("test", [])
+    write_results(cfg, row, samples)
     rows = append_row(cfg.out, row) if cfg.get("out") else [row]
     print(format_table(rows))
     return row
@@ -63,8 +70,9 @@ def score(cfg: DictConfig, run, name: str | None = None, collect: bool = False, 
     model = load_trained_model(task, cfg.model, run, encoded)
     model.eval()
     module = FineTuneModule(model, task, optimizer=None, scheduler_cfg=None, encoded=encoded)
+    progress = PlainProgress(eval_every_s=OmegaConf.select(cfg, "callbacks.plain_progress.eval_every_s", default=60))
     trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
-                        callbacks=[collector] if collector else None,
+                        callbacks=[progress, *([collector] if collector else [])],
                         logger=build_loggers(cfg.get("logger"), cfg.get("task_name")) or False,
                         enable_checkpointing=False,
                         limit_test_batches=cfg.trainer.get("limit_test_batches") or 1.0,
@@ -81,6 +89,19 @@ def score(cfg: DictConfig, run, name: str | None = None, collect: bool = False, 
     }
     module.model = None  # ensembles score members one after another: free the weights before the next loads
     return row, module, collector
+
+
+def check_rescoring(cfg: DictConfig) -> None:
+    """predictions= scores saved text: no model to load, and the folder it reads keeps its own files."""
+    others = [key for key in ("run", "runs") if cfg.get(key)] + (["harness.tasks"] if wants_harness(cfg) else [])
+    if others:
+        raise ConfigError(f"predictions= scores saved generations, and {' and '.join(others)} names a model to "
+                          "score; give one of them.")
+    folder = Path(str(cfg.predictions))
+    folder = folder if folder.is_dir() else folder.parent
+    if folder.resolve() == Path(cfg.paths.output_dir).resolve():
+        raise ConfigError(f"predictions={cfg.predictions} is this evaluation's own output folder, whose "
+                          "evaluation.json it would overwrite; leave hydra.run.dir unset or name another folder.")
 
 
 def config_for_run(cfg: DictConfig, overrides: list[str]) -> DictConfig:
