@@ -10,13 +10,15 @@ gives the direction, else names with loss/perplexity are lower-is-better), faile
 Writes into the first folder (or --out): report.md, report.csv, report_curves.png (validation curves from
 each run's csv/metrics.csv) and report_params.png (the metric against each varying override).
 
-JSON files: the rows `lft.evaluate out=...` appended, printed as one table.
+JSON files: the rows `lft.evaluate out=...` appended, printed as one table, and their scores as bars in
+<first file's name>.png beside it (or in --out).
 """
 
 import argparse
 import os
 from pathlib import Path
 
+from lft.reports.plots import plot_results
 from lft.reports.results import format_table, read_rows
 from lft.reports.table import report_folders
 
@@ -32,9 +34,14 @@ def main(argv: list[str] | None = None) -> None:
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         parser.error(f"no such file or folder: {', '.join(missing)}")
-    results = [row for p in args.paths if p.is_file() for row in read_rows(p)]
+    files = [p for p in args.paths if p.is_file()]
+    results = [row for p in files for row in read_rows(p)]
     if results:
         print(format_table(results))
+        (args.out or files[0].parent).mkdir(parents=True, exist_ok=True)
+        bars = plot_results(results, (args.out or files[0].parent) / f"{files[0].stem}.png")
+        if bars:
+            print(f"\nWrote {os.fspath(bars)}")
     folders = [p for p in args.paths if p.is_dir()]
     if not folders:
         return

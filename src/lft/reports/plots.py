@@ -1,5 +1,6 @@
 """The plots of `python -m lft.report` (matplotlib, Agg: files only): validation curves of every run on one axis
-per metric, and the compared metric against each override that varies across the runs.
+per metric, the compared metric against each override that varies across the runs, and bars of the scores in
+an `lft.evaluate out=` results file.
 
 Figures grow with the number of runs and overrides; legends sit below the axes, labels use short keys.
 """
@@ -169,6 +170,32 @@ def plot_params(rows: list[dict], varying: list[str], key: str, lower: bool, out
     fig.suptitle(f"{key} ({'lower' if lower else 'higher'} is better) by override", fontsize=10)
     if unscored:
         fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=9, frameon=False)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_results(rows: list[dict], out: Path) -> Path | None:
+    """Bars of the scores shown in points (ROUGE, BLEU, accuracy, ...) that every row has: a group per metric, a
+    bar per row, its value on top. None where the rows share no such score."""
+    from lft.reports.results import POINTS
+
+    metrics = [m for m in POINTS if all(isinstance(r.get(m), (int, float)) for r in rows)]
+    if not metrics:
+        return None
+    labels = [str(r.get("name")) + (f" ({r['task']})" if r.get("task") else "") for r in rows]
+    width = 1.0 / (len(rows) + 1)
+    fig_width = max(6.0, 0.45 * len(metrics) * (len(rows) + 1))
+    ncol = legend_columns(labels, fig_width)
+    fig, ax = plt.subplots(figsize=(fig_width, 4.0 + 0.28 * math.ceil(len(labels) / ncol)), layout="constrained")
+    for i, (row, label, color) in enumerate(zip(rows, labels, colors(len(rows)), strict=True)):
+        xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(metrics))]
+        bars = ax.bar(xs, [100 * row[m] for m in metrics], width, label=label, color=color)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
+    ax.set_xticks(range(len(metrics)), metrics)
+    ax.set_ylabel("score (x100)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.legend(loc="outside lower center", ncol=ncol, fontsize=9, frameon=False)
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out

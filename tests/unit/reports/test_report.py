@@ -173,3 +173,20 @@ def test_retention_columns_sit_beside_the_task_metrics(tmp_path):
     headers = [h for _, h in table_columns(rows, "val/loss", "val/loss")]
     assert headers[0] == "val/loss"
     assert {"text/perplexity before", "text/perplexity after", "text/perplexity change"} <= set(headers)
+
+
+def test_results_file_gets_a_bar_plot_of_shared_scores(tmp_path, capsys):
+    results = tmp_path / "results.json"
+    rows = [{"name": "zero-shot", "rows": 500, "rouge1": 0.27, "rouge2": 0.08, "bleu": 0.04, "loss": 2.4},
+            {"name": "lora", "rows": 500, "rouge1": 0.45, "rouge2": 0.20, "bleu": 0.17, "loss": 1.5},
+            {"name": "lora (summary1)", "rows": 500, "rouge1": 0.41, "bleu": 0.12}]
+    results.write_text(json.dumps(rows))
+    main([str(results)])
+    out = capsys.readouterr().out
+    assert "| lora (summary1) |" in out and f"Wrote {tmp_path / 'results.png'}" in out
+    png = (tmp_path / "results.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    from lft.reports.plots import plot_results
+
+    assert plot_results([{"name": "a", "loss": 1.0}], tmp_path / "none.png") is None  # no score in points
+    assert not (tmp_path / "none.png").exists()
