@@ -88,6 +88,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny_bert, reference
     assert "Resumed from" in out and "optimizer step 4, epoch 0 after 4 of its batches" in out
     assert list((tmp_path / "run" / "resumes").glob("*/train.log")), "the resume logs inside the run folder"
     assert_same_run(tmp_path / "run", reference_runs[strategy])
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["fit_seconds_total"] > metrics["fit_seconds"]  # the first segment's clock came with the checkpoint
 
 
 # SIGUSR1 (Slurm's warning signal) takes the SIGTERM path; test_slurm_requeue_continues_the_jobs_own_run runs Slurm's.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint, Timer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -93,7 +93,9 @@ def train(cfg: DictConfig) -> dict:
         **{k: float(v) for k, v in trainer.callback_metrics.items()},
     }
     if resume:
-        metrics["resumed"] = True
+        # Lightning's Timer keeps its clock in every checkpoint: the fit time of all the run's segments (less any
+        # work a kill lost after the last checkpoint), where fit_seconds is this segment's alone.
+        metrics.update(resumed=True, fit_seconds_total=round(fit_timer(trainer).time_elapsed("train"), 1))
     best = best_checkpoint(trainer)
     if best:
         metrics[f"best_{cfg.monitor.metric}"] = float(best.best_model_score)
@@ -122,8 +124,13 @@ def run_callbacks(cfg: DictConfig, model) -> list[Callback]:
     callbacks = [instantiate(c) for c in nodes if c and "_target_" in c]
     callbacks += strategy_callbacks(model) + tune_callbacks(cfg)  # tune: finders of batch size and lr
     callbacks.append(FidelityCheck())  # the speed paths on, and the first batch's loss against the stock forward
+    callbacks.append(Timer(verbose=False))  # no limit: a clock that resumes with the run (fit_seconds_total)
     callbacks += trial_pruning(cfg.monitor.metric)  # a search trial with a pruner (hydra/sweeper=lft)
     return callbacks
+
+
+def fit_timer(trainer) -> Timer:
+    return next(c for c in trainer.callbacks if isinstance(c, Timer))
 
 
 def best_checkpoint(trainer) -> ModelCheckpoint | None:
