@@ -48,7 +48,6 @@ class PlainProgress(Callback):
                  trainer.current_epoch, f"{float(loss):.4f}" if loss is not None else "-",
                  self._samples / elapsed if elapsed else 0.0, _clock(elapsed), _clock(eta))
 
-
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         self._eval_start = self._eval_last = time.perf_counter()
 

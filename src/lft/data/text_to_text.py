@@ -89,10 +89,6 @@ def reference_columns(cfg, ds) -> list[str]:
     return [c for c in (cfg.get("reference_columns") or []) if c in ds.column_names]
 
 
-def row_references(cfg, columns: list[str], row: dict) -> list[str]:
-    return [text for _, text in named_references(cfg, columns, row)]
-
-
 def named_references(cfg, columns: list[str], row: dict) -> list[tuple[str, str]]:
     """(column, text) of a row's references: the reference columns it has a value in (data/values.py), else its
     target."""
@@ -101,7 +97,7 @@ def named_references(cfg, columns: list[str], row: dict) -> list[tuple[str, str]
 
 
 def row_target(cfg, columns: list[str], row: dict) -> str:
-    return target_text(cfg, row[cfg.target_column]) if cfg.target_column in row else row_references(cfg, columns, row)[0]
+    return target_text(cfg, row[cfg.target_column]) if cfg.target_column in row else named_references(cfg, columns, row)[0][1]
 
 
 def target_text(cfg, value) -> str:
