@@ -211,6 +211,7 @@ def config_maker(tmp_path: Path):
         with open_dict(cfg):
             cfg.paths.output_dir = str(tmp_path / out)
             cfg.paths.cache_dir = str(tmp_path / "cache")
+            cfg.paths.log_dir = str(tmp_path / "logs")  # stores shared by runs (mlflow) stay out of the checkout
             if fast:
                 cfg.trainer.max_epochs = min(cfg.trainer.max_epochs, 1)
                 for stage, batches in {"train": 4, "val": 2, "test": 2}.items():
