@@ -8,7 +8,8 @@ validation value, test value, trainable parameters, fit seconds, peak memory, an
 Rows sort best first (by the best validation value of the monitored metric, else the metric itself; monitor.mode
 gives the direction, else names with loss/perplexity are lower-is-better), failed and running runs last.
 Writes into the first folder (or --out): report.md, report.csv, report_curves.png (validation curves from
-each run's csv/metrics.csv) and report_params.png (the metric against each varying override).
+each run's csv/metrics.csv) and report_params.png (the metric against each varying override). `--over seed`
+makes the runs that differ only in their seed one row: each metric's mean ± sample standard deviation.
 
 JSON files: the rows `lft.evaluate out=...` appended, printed as one table, and their scores as bars in
 <first file's name>.png beside it (or in --out).
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metric", help="metric to compare and sort by (default: the runs' monitor.metric)")
     parser.add_argument("--mode", choices=("min", "max"), help="is lower (min) or higher (max) better (default: "
                         "monitor.mode for the monitored metric, else min for loss/perplexity-like names)")
+    parser.add_argument("--over", action="append", default=[], metavar="KEY",
+                        help="runs that differ only in this override (e.g. seed; repeatable) are one row: each "
+                        "metric's mean ± sample standard deviation, and how many runs it has")
     parser.add_argument("--out", type=Path, help="folder for report.md/.csv/.png (default: the first folder)")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.paths if not p.exists()]
@@ -45,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     folders = [p for p in args.paths if p.is_dir()]
     if not folders:
         return
-    written = report_folders(folders, args.metric, args.mode, args.out or folders[0])
+    written = report_folders(folders, args.metric, args.mode, args.out or folders[0], args.over)
     print("\nWrote " + ", ".join(os.fspath(p) for p in written))
 
 

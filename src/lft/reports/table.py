@@ -141,6 +141,17 @@ def table_columns(rows: list[dict], metric: str, monitor: str | None) -> list[tu
     return columns
 
 
+def spread_cell(row: dict, key: str) -> str:
+    """A metric's cell: its value, or for a group of runs (--over) its mean ± sd, with n where runs lack it."""
+    text = cell(row["metrics"].get(key), key)
+    sd, n = row.get("spread", {}).get(key, (None, None))
+    if sd is not None:
+        text += f" ± {cell(float(sd), key)}"
+    if n is not None and n < row["runs"]:
+        text += f" (n={n})"
+    return text
+
+
 def cell(value, column: str = "") -> str:
     if value is None or value == "":
         return ""
@@ -166,10 +177,12 @@ def markdown_report(rows: list[dict], columns: list[tuple[str, str]], common: di
     if common:
         lines += ["Common: " + " ".join(f"{k}={v}" for k, v in common.items()), ""]
     with_error = any(r["error"] for r in rows)
-    header = ["run", "state", *(h for _, h in columns)] + (["error"] if with_error else [])
+    grouped = any("runs" in r for r in rows)
+    header = ["run", *(["runs"] if grouped else []), "state", *(h for _, h in columns)] + (["error"] if with_error else [])
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for r in rows:
-        cells = [md_text(r["label"], 200), r["state"], *(cell(r["metrics"].get(k), k) for k, _ in columns)]
+        cells = [md_text(r["label"], 200), *([str(r.get("runs", 1))] if grouped else []), r["state"],
+                 *(spread_cell(r, k) for k, _ in columns)]
         lines.append("| " + " | ".join(cells + ([md_text(r["error"])] if with_error else [])) + " |")
     return "\n".join(lines)
 
@@ -178,20 +191,32 @@ def write_csv(rows: list[dict], columns: list[tuple[str, str]], varying: list[st
     """One row per run: label, state, each varying override as its own column, the metric columns, error, folder."""
     keys = [k for k, _ in columns]
     extra = [k for k in ("total_params", "optimizer_steps", "epochs") if any(k in r["metrics"] for r in rows)]
+    grouped = any("runs" in r for r in rows)  # --over: each metric's sd and count beside its mean
+    spread = [(k, i) for k in keys for i in (0, 1)] if grouped else []
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["run", "state", *varying, *keys, *extra, "error", "dir"])
+        writer.writerow(["run", *(["runs"] if grouped else []), "state", *varying, *keys, *extra,
+                         *(f"{k}_{'sd' if i == 0 else 'n'}" for k, i in spread), "error", "dir"])
         for r in rows:
-            writer.writerow([r["label"], r["state"], *(r["overrides"].get(k, "") for k in varying),
-                             *(r["metrics"].get(k, "") for k in keys + extra), r["error"], r["dir"]])
+            writer.writerow([r["label"], *([r["runs"]] if grouped else []), r["state"],
+                             *(r["overrides"].get(k, "") for k in varying),
+                             *(r["metrics"].get(k, "") for k in keys + extra),
+                             *((r["spread"].get(k, (None, 0))[i] for k, i in spread)), r["error"], r["dir"]])
 
 
-def report_folders(folders: list[Path], metric: str | None, mode: str | None, out: Path) -> list[Path]:
-    """The table and plots for the runs below folders; returns the files written."""
-    rows = collect(folders)
+def report_folders(folders: list[Path], metric: str | None, mode: str | None, out: Path,
+                   over: list[str] = ()) -> list[Path]:
+    """The table and plots for the runs below folders (runs differing only in `over` as one row of means);
+    returns the files written."""
+    runs = rows = collect(folders)
     if not rows:
         raise SystemExit(f"lft.report: no runs (metrics.json, failed.json or .hydra/) below "
                          f"{', '.join(map(str, folders))}; pass run or multirun folders")
+    if over:
+        from lft.reports.aggregate import aggregate
+
+        label_rows(runs)  # the curves plot every run
+        rows = aggregate(runs, list(over))
     monitor = most_common(r["monitor"] for r in rows)
     monitor_mode = most_common(r["mode"] for r in rows if r["monitor"] == monitor)
     metric = metric or monitor or "test/accuracy"
@@ -200,8 +225,9 @@ def report_folders(folders: list[Path], metric: str | None, mode: str | None, ou
     sort_key = best if any(best in r["metrics"] for r in rows) else metric
     varying, common = label_rows(rows)
     rows = sort_rows(rows, sort_key, lower)
-    states = Counter(r["state"] for r in rows)
+    states = Counter(r["state"] for r in runs)
     summary = (f"Metric: {metric} ({'lower' if lower else 'higher'} is better), sorted by {sort_key}. "
+               + (f"Runs differing only in {', '.join(over)} are one row: mean ± sample sd. " if over else "")
                + ", ".join(f"{n} {s}" for s, n in sorted(states.items(), key=lambda x: STATE_ORDER.get(x[0], 9))) + ".")
     columns = table_columns(rows, metric, monitor)
     table = markdown_report(rows, columns, common, summary)
@@ -213,7 +239,7 @@ def report_folders(folders: list[Path], metric: str | None, mode: str | None, ou
 
     from lft.reports.plots import plot_curves, plot_params  # matplotlib only when there is something to plot
 
-    curve = plot_curves(rows, metric, out / "report_curves.png")
+    curve = plot_curves(runs if over else rows, metric, out / "report_curves.png")
     params = plot_params(rows, varying, sort_key, lower, out / "report_params.png")
     written += [p for p in (curve, params) if p]
     return written

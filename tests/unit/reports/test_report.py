@@ -190,3 +190,31 @@ def test_results_file_gets_a_bar_plot_of_shared_scores(tmp_path, capsys):
 
     assert plot_results([{"name": "a", "loss": 1.0}], tmp_path / "none.png") is None  # no score in points
     assert not (tmp_path / "none.png").exists()
+
+
+def test_over_seed_reports_each_recipe_as_mean_and_sample_sd(tmp_path, capsys):
+    for recipe, accs in (("full", [0.80, 0.90, 0.85]), ("lora", [0.70, 0.74, None])):
+        for seed, acc in zip((1, 2, 3), accs, strict=True):
+            metrics = None if acc is None else {"val/accuracy": acc, "forgetting/text/perplexity_change": 10 * acc}
+            fake_run(tmp_path / recipe, f"seed{seed}", [f"strategy={recipe}", f"seed={seed}"], metrics)
+    main([str(tmp_path), "--over", "seed"])
+    report = (tmp_path / "report.md").read_text()
+    assert "Runs differing only in seed are one row: mean ± sample sd." in report
+    rows = {r.split(" | ")[0].lstrip("| "): r.split(" | ") for r in report.splitlines() if r.startswith("| strategy")}
+    assert set(rows) == {"strategy=full", "strategy=lora"}, "seed leaves the label; one row per recipe"
+    assert rows["strategy=full"][1:4] == ["3", "finished", "0.8500 ± 0.0500"]
+    assert rows["strategy=full"][5] == "10", "a value every seed shares is shown as it is"
+    # lora's third seed is still running: its row says so, and the mean is over the two that finished.
+    assert rows["strategy=lora"][1:4] == ["3", "running", "0.7200 ± 0.0283 (n=2)"]
+    assert "seed3 running" in rows["strategy=lora"][-1]
+    with (tmp_path / "report.csv").open() as f:
+        table = {r["run"]: r for r in csv.DictReader(f)}
+    assert float(table["strategy=full"]["forgetting/text/perplexity_change"]) == pytest.approx(8.5)
+    assert float(table["strategy=full"]["forgetting/text/perplexity_change_sd"]) == pytest.approx(0.5)
+    assert table["strategy=lora"]["val/accuracy_n"] == "2"
+
+
+def test_over_a_key_no_run_sets_is_refused(tmp_path):
+    fake_run(tmp_path, "a", ["strategy=full"], {"val/accuracy": 0.5})
+    with pytest.raises(SystemExit, match="--over seed: no run sets it"):
+        main([str(tmp_path), "--over", "seed"])
