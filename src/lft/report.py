@@ -10,6 +10,7 @@ gives the direction, else names with loss/perplexity are lower-is-better), faile
 Writes into the first folder (or --out): report.md, report.csv, report_curves.png (validation curves from
 each run's csv/metrics.csv) and report_params.png (the metric against each varying override). `--over seed`
 makes the runs that differ only in their seed one row: each metric's mean ± sample standard deviation.
+`--columns PATTERN...` picks the metrics.json keys shown (shell patterns, e.g. 'forgetting/*/perplexity_*').
 
 JSON files: the rows `lft.evaluate out=...` appended, printed as one table, and their scores as bars in
 <first file's name>.png beside it (or in --out).
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--over", action="append", default=[], metavar="KEY",
                         help="runs that differ only in this override (e.g. seed; repeatable) are one row: each "
                         "metric's mean ± sample standard deviation, and how many runs it has")
+    parser.add_argument("--columns", nargs="+", default=[], metavar="PATTERN",
+                        help="the metrics.json keys to show beside the metric and resources, as shell patterns "
+                        "(e.g. 'forgetting/*/perplexity_*'); default: best and test values and every retention score")
     parser.add_argument("--out", type=Path, help="folder for report.md/.csv/.png (default: the first folder)")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.paths if not p.exists()]
@@ -49,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     folders = [p for p in args.paths if p.is_dir()]
     if not folders:
         return
-    written = report_folders(folders, args.metric, args.mode, args.out or folders[0], args.over)
+    written = report_folders(folders, args.metric, args.mode, args.out or folders[0], args.over, args.columns)
     print("\nWrote " + ", ".join(os.fspath(p) for p in written))
 
 

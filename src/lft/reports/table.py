@@ -1,6 +1,7 @@
 """The report of run folders: a table of their metrics (markdown and CSV) and plots, best run first."""
 
 import csv
+import fnmatch
 import json
 import math
 from collections import Counter
@@ -121,17 +122,26 @@ def sort_rows(rows: list[dict], key: str, lower: bool) -> list[dict]:
 
 # --- table -------------------------------------------------------------------------------------------------------
 
-def table_columns(rows: list[dict], metric: str, monitor: str | None) -> list[tuple[str, str]]:
-    """(metrics.json key, header) pairs shown for these rows: the metric, its best and test values, resources."""
+def column_header(key: str) -> str:
+    return key.removeprefix("forgetting/").replace("_", " ") if key.startswith("forgetting/") else key
+
+
+def table_columns(rows: list[dict], metric: str, monitor: str | None,
+                  patterns: list[str] = ()) -> list[tuple[str, str]]:
+    """(metrics.json key, header) pairs shown for these rows: the metric, its best and test values, retention
+    scores (or, with patterns, the metrics.json keys they match, in pattern order), resources."""
     wanted = [(metric, metric)]
-    if monitor:
-        wanted.append((f"best_{monitor}", f"best {monitor}"))
-    wanted.append((f"best_{metric}", f"best {metric}"))
-    wanted.append((f"test/{base_name(metric)}", f"test/{base_name(metric)}"))
-    # Retention (forgetting=...): each set's metric before and after training, beside the task's.
-    retention = sorted({k for r in rows for k in r["metrics"] if k.startswith("forgetting/")
-                        and k.rsplit("_", 1)[-1] in ("before", "after", "change")})
-    wanted += [(k, k.removeprefix("forgetting/").replace("_", " ")) for k in retention]
+    keys = sorted({k for r in rows for k in r["metrics"]})
+    if patterns:
+        wanted += [(k, column_header(k)) for pattern in patterns for k in keys if fnmatch.fnmatchcase(k, pattern)]
+    else:
+        if monitor:
+            wanted.append((f"best_{monitor}", f"best {monitor}"))
+        wanted.append((f"best_{metric}", f"best {metric}"))
+        wanted.append((f"test/{base_name(metric)}", f"test/{base_name(metric)}"))
+        # Retention (forgetting=...): each set's metric before and after training, beside the task's.
+        wanted += [(k, column_header(k)) for k in keys if k.startswith("forgetting/")
+                   and k.rsplit("_", 1)[-1] in ("before", "after", "change")]
     wanted += RESOURCE_COLUMNS
     seen, columns = set(), []
     for key, header in wanted:
@@ -205,7 +215,7 @@ def write_csv(rows: list[dict], columns: list[tuple[str, str]], varying: list[st
 
 
 def report_folders(folders: list[Path], metric: str | None, mode: str | None, out: Path,
-                   over: list[str] = ()) -> list[Path]:
+                   over: list[str] = (), columns: list[str] = ()) -> list[Path]:
     """The table and plots for the runs below folders (runs differing only in `over` as one row of means);
     returns the files written."""
     runs = rows = collect(folders)
@@ -229,7 +239,11 @@ def report_folders(folders: list[Path], metric: str | None, mode: str | None, ou
     summary = (f"Metric: {metric} ({'lower' if lower else 'higher'} is better), sorted by {sort_key}. "
                + (f"Runs differing only in {', '.join(over)} are one row: mean ± sample sd. " if over else "")
                + ", ".join(f"{n} {s}" for s, n in sorted(states.items(), key=lambda x: STATE_ORDER.get(x[0], 9))) + ".")
-    columns = table_columns(rows, metric, monitor)
+    patterns = columns
+    columns = table_columns(rows, metric, monitor, patterns)
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(k, p) for r in rows for k in r["metrics"])]
+    if unmatched:
+        print(f"lft.report: --columns {' '.join(unmatched)} matched no metrics.json key of these runs.")
     table = markdown_report(rows, columns, common, summary)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "report.md", out / "report.csv"]

@@ -218,3 +218,15 @@ def test_over_a_key_no_run_sets_is_refused(tmp_path):
     fake_run(tmp_path, "a", ["strategy=full"], {"val/accuracy": 0.5})
     with pytest.raises(SystemExit, match="--over seed: no run sets it"):
         main([str(tmp_path), "--over", "seed"])
+
+
+def test_columns_patterns_pick_the_metrics_shown(tmp_path, capsys):
+    metrics = {"val/accuracy": 0.8, "test/accuracy": 0.7, "forgetting/text/perplexity_before": 10.0,
+               "forgetting/text/perplexity_after": 12.0, "forgetting/alpaca/rouge1_after": 0.1}
+    fake_run(tmp_path, "a", ["strategy=full"], metrics)
+    fake_run(tmp_path, "b", ["strategy=lora"], metrics)
+    main([str(tmp_path), "--columns", "forgetting/*/perplexity_*", "nothing/*"])
+    assert "--columns nothing/* matched no metrics.json key" in capsys.readouterr().out
+    header = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| run"))
+    assert header == ("| run | state | val/accuracy | text/perplexity after | text/perplexity before | trainable params "
+                      "| fit s | peak RSS MB |")
