@@ -47,4 +47,6 @@ for seed in $SEEDS; do  # seed by seed, so a stop leaves whole seeds of every re
   run mixture "$seed" $COMMON $MIX $FULL "data.mixture={imdb_instruct: 0.5, alpaca: 0.5}" seed="$seed"
 done
 
-python -m lft.report "$OUT" --over seed --metric forgetting/alpaca/rouge1_after --out "$EXP"
+python -m lft.report "$OUT" --over seed --metric forgetting/alpaca/rouge1_after --out "$EXP" \
+  --columns 'forgetting/imdb_instruct/accuracy_after' 'forgetting/alpaca/rouge1_*' 'forgetting/alpaca/perplexity_*' \
+  'forgetting/text/perplexity_*'
