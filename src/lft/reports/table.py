@@ -215,7 +215,7 @@ def write_csv(rows: list[dict], columns: list[tuple[str, str]], varying: list[st
 
 
 def report_folders(folders: list[Path], metric: str | None, mode: str | None, out: Path,
-                   over: list[str] = (), columns: list[str] = ()) -> list[Path]:
+                   over: list[str] = (), column_patterns: list[str] = ()) -> list[Path]:
     """The table and plots for the runs below folders (runs differing only in `over` as one row of means);
     returns the files written."""
     runs = rows = collect(folders)
@@ -239,9 +239,8 @@ def report_folders(folders: list[Path], metric: str | None, mode: str | None, ou
     summary = (f"Metric: {metric} ({'lower' if lower else 'higher'} is better), sorted by {sort_key}. "
                + (f"Runs differing only in {', '.join(over)} are one row: mean ± sample sd. " if over else "")
                + ", ".join(f"{n} {s}" for s, n in sorted(states.items(), key=lambda x: STATE_ORDER.get(x[0], 9))) + ".")
-    patterns = columns
-    columns = table_columns(rows, metric, monitor, patterns)
-    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(k, p) for r in rows for k in r["metrics"])]
+    columns = table_columns(rows, metric, monitor, column_patterns)
+    unmatched = [p for p in column_patterns if not any(fnmatch.fnmatchcase(k, p) for r in rows for k in r["metrics"])]
     if unmatched:
         print(f"lft.report: --columns {' '.join(unmatched)} matched no metrics.json key of these runs.")
     table = markdown_report(rows, columns, common, summary)
