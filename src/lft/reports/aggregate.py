@@ -9,8 +9,6 @@ import math
 import statistics
 from pathlib import Path
 
-from lft.reports.table import STATE_ORDER
-
 
 def numeric(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
@@ -41,8 +39,7 @@ def merge(members: list[dict], over: list[str]) -> dict:
         same = len(set(values)) == 1  # a setting all seeds share (trainable params): itself, no spread
         metrics[key] = values[0] if same else statistics.fmean(values)
         spread[key] = (None if same or len(values) < 2 else statistics.stdev(values), len(values))
-    worst = max(members, key=lambda m: STATE_ORDER.get(m["state"], 9))["state"]
-    others = [m for m in members if m["state"] != "finished"]
+    others = [m for m in members if m["state"] != "finished"]  # the group is finished only when all are
     first = members[0]
     parents = {str(Path(m["dir"]).parent) for m in members}
     # Seeds laid out as <recipe>/<seed>/: the group is the recipe's folder.
@@ -51,6 +48,6 @@ def merge(members: list[dict], over: list[str]) -> dict:
         "dir": str(folder), "name": folder.name,
         "overrides": {k: v for k, v in first["overrides"].items() if k not in over},
         "metrics": metrics, "spread": spread, "runs": len(members), "members": members,
-        "state": worst, "monitor": first["monitor"], "mode": first["mode"],
+        "state": others[0]["state"] if others else "finished", "monitor": first["monitor"], "mode": first["mode"],
         "error": "; ".join(f"{m['name']} {m['state']}{': ' + m['error'] if m['error'] else ''}" for m in others),
     }
