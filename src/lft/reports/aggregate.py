@@ -47,7 +47,7 @@ def merge(members: list[dict], over: list[str]) -> dict:
     return {
         "dir": str(folder), "name": folder.name,
         "overrides": {k: v for k, v in first["overrides"].items() if k not in over},
-        "metrics": metrics, "spread": spread, "runs": len(members), "members": members,
+        "metrics": metrics, "spread": spread, "runs": len(members),
         "state": others[0]["state"] if others else "finished", "monitor": first["monitor"], "mode": first["mode"],
         "error": "; ".join(f"{m['name']} {m['state']}{': ' + m['error'] if m['error'] else ''}" for m in others),
     }
