@@ -93,9 +93,10 @@ def train(cfg: DictConfig) -> dict:
         **{k: float(v) for k, v in trainer.callback_metrics.items()},
     }
     if resume:
-        # Lightning's Timer keeps its clock in every checkpoint: the fit time of all the run's segments (less any
-        # work a kill lost after the last checkpoint), where fit_seconds is this segment's alone.
-        metrics.update(resumed=True, fit_seconds_total=round(fit_timer(trainer).time_elapsed("train"), 1))
+        # Lightning's Timer keeps its training clock in every checkpoint: this segment's fit time plus the earlier
+        # segments' (less any work a kill lost after the last checkpoint). The Timer's own clock leaves out setup,
+        # so only the earlier segments' share of it is added to the wall time measured here.
+        metrics.update(resumed=True, fit_seconds_total=round(metrics["fit_seconds"] + earlier_fit_seconds(trainer), 1))
     best = best_checkpoint(trainer)
     if best:
         metrics[f"best_{cfg.monitor.metric}"] = float(best.best_model_score)
@@ -129,8 +130,10 @@ def run_callbacks(cfg: DictConfig, model) -> list[Callback]:
     return callbacks
 
 
-def fit_timer(trainer) -> Timer:
-    return next(c for c in trainer.callbacks if isinstance(c, Timer))
+def earlier_fit_seconds(trainer) -> float:
+    """The training time the resumed checkpoint's clock brought: the Timer's total less this segment's."""
+    timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
+    return timer.time_elapsed("train") - (timer.end_time("train") - timer.start_time("train"))
 
 
 def best_checkpoint(trainer) -> ModelCheckpoint | None:
