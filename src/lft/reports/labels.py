@@ -3,6 +3,7 @@
 import math
 import re
 from collections import Counter
+from pathlib import Path
 
 
 def short_value(value: str) -> str:
@@ -57,13 +58,24 @@ def label_rows(rows: list[dict]) -> tuple[list[str], dict[str, str]]:
         present = [k for k in varying if k in r["overrides"]]
         r["label"] = " ".join(f"{k}={short_value(r['overrides'][k])}" for k in present) or r["name"]
         r["short_label"] = " ".join(f"{short[k]}={short_value(r['overrides'][k])}" for k in present) or r["name"]
-    names = [r["name"] for r in rows]
-    if len(set(names)) == len(names) and not any(GENERATED_NAME.fullmatch(n) for n in names):
-        for r in rows:  # folders the user named (hydra.run.dir=.../lora) say more in a plot than long overrides
-            r["short_label"] = r["name"]
+    names = unique_names(rows)
+    if len(set(names)) == len(names) and not any(GENERATED_NAME.fullmatch(n.rsplit("/", 1)[-1]) for n in names):
+        for r, name in zip(rows, names, strict=True):  # folders the user named (.../lora, .../lora/seed1) say more
+            r["short_label"] = name                      # in a plot than long overrides
     for key in ("label", "short_label"):  # two runs with the same overrides: tell them apart by folder
         counts = Counter(r[key] for r in rows)
         for r in rows:
             if counts[r[key]] > 1 and r[key] != r["name"]:
                 r[key] += f" [{r['name']}]"
     return varying, common
+
+
+def unique_names(rows: list[dict]) -> list[str]:
+    """Each run's folder name, with as many parent folders as it takes to tell the runs apart (seeds laid out as
+    <recipe>/seed1: full/seed1, lora/seed1)."""
+    parts = [Path(r.get("dir") or r["name"]).parts for r in rows]
+    for n in range(1, max(map(len, parts)) + 1):
+        names = ["/".join(p[-n:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [r["name"] for r in rows]

@@ -117,6 +117,27 @@ def test_plots_label_runs_by_folder_names_the_user_chose():
     assert numbered[1]["short_label"] == "data=mixture strategy=full"
 
 
+def test_seed_folders_are_named_with_their_recipe_folder():
+    rows = [{"name": s, "dir": f"out/{recipe}/{s}", "overrides": {"strategy": recipe, "seed": s[-1]}}
+            for recipe in ("full", "lora") for s in ("seed1", "seed2")]
+    label_rows(rows)
+    assert [r["short_label"] for r in rows] == ["full/seed1", "full/seed2", "lora/seed1", "lora/seed2"]
+
+
+def test_a_label_too_long_for_its_cell_leads_with_the_folder_name(tmp_path):
+    # Two recipes that differ only in their last override, after 200 characters of overrides they share with
+    # neither the third run: the cut label alone would read the same for both.
+    long = [f"data.members.member_number_{i}.max_source_length=64" for i in range(5)]
+    fake_run(tmp_path, "replay", [*long, "data.mixture=0.1"], {"val/accuracy": 0.6})
+    fake_run(tmp_path, "mixture", [*long, "data.mixture=0.5"], {"val/accuracy": 0.7})
+    fake_run(tmp_path, "alone", ["data=imdb"], {"val/accuracy": 0.8})
+    main([str(tmp_path)])
+    cells = [line.split(" | ")[0] for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| ")]
+    assert cells[2] == "| data=imdb", "a label that fits is left as it is"
+    assert cells[3].startswith("| mixture: data.members.member_number_0") and cells[4].startswith("| replay: data.")
+    assert cells[3].endswith("…") and cells[4].endswith("…")
+
+
 def test_params_plot_skips_overrides_that_vary_only_by_absence(tmp_path):
     from lft.reports.plots import plot_params
 
