@@ -20,8 +20,10 @@ score() {  # name, run folder (empty: the base model)
   if [ ! -f "$OUT/eval_$name/predictions.jsonl" ]; then
     python -m lft.evaluate $D ${run:+run=$run} name="$name" out="$RESULTS" hydra.run.dir="$OUT/eval_$name"
   fi
-  python -m lft.evaluate predictions="$OUT/eval_$name" data=dialogsum 'data.reference_columns=[summary1]' \
-    name="$name-summary1" out="$RESULTS" hydra.run.dir="$OUT/rescore_$name"
+  if [ ! -f "$OUT/rescore_$name/evaluation.json" ]; then  # once: a rerun leaves results.json's rows as they are
+    python -m lft.evaluate predictions="$OUT/eval_$name" data=dialogsum 'data.reference_columns=[summary1]' \
+      name="$name-summary1" out="$RESULTS" hydra.run.dir="$OUT/rescore_$name"
+  fi
 }
 
 score zero-shot
