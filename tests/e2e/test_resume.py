@@ -130,6 +130,18 @@ def test_train_longer_continues_a_finished_run(make_cfg, tiny_bert):
     assert metrics["optimizer_steps"] == 4 and metrics["resumed"]
 
 
+def test_a_run_killed_after_its_last_step_resumes_to_its_results(make_cfg, tiny_bert):
+    # Killed while testing or saving: last.ckpt holds the final step, metrics.json is missing. The resume trains
+    # nothing and writes the results, its clock the first segment's training time.
+    cfg = make_cfg(f"model.name_or_path={tiny_bert}", "trainer.limit_train_batches=2")
+    first = train(cfg)
+    (Path(cfg.paths.output_dir) / "metrics.json").unlink()
+    metrics = train(resume_config(cfg.paths.output_dir, []))
+    assert metrics["optimizer_steps"] == first["optimizer_steps"] == 2 and metrics["resumed"]
+    assert metrics["test/accuracy"] == first["test/accuracy"]
+    assert 0 < metrics["fit_seconds_total"] - metrics["fit_seconds"] <= first["fit_seconds"]
+
+
 def test_a_run_folder_is_never_overwritten(make_cfg, tiny_bert, tmp_path):
     cfg = make_cfg(f"model.name_or_path={tiny_bert}")
     train(cfg)

@@ -133,7 +133,9 @@ def run_callbacks(cfg: DictConfig, model) -> list[Callback]:
 def earlier_fit_seconds(trainer) -> float:
     """The training time the resumed checkpoint's clock brought: the Timer's total less this segment's."""
     timer = next(c for c in trainer.callbacks if isinstance(c, Timer))
-    return timer.time_elapsed("train") - (timer.end_time("train") - timer.start_time("train"))
+    start, end = timer.start_time("train"), timer.end_time("train")
+    # Both are set once training began, also when the checkpoint was the last step; none where it never did.
+    return timer.time_elapsed("train") - (end - start if start is not None and end is not None else 0.0)
 
 
 def best_checkpoint(trainer) -> ModelCheckpoint | None:
