@@ -182,9 +182,12 @@ def md_text(text: str, limit: int = 160) -> str:
     return text.replace("|", "\\|")
 
 
+LABEL_CELL = 200  # characters of a run's label in the table
+
+
 def lead_with_name(row: dict) -> str:
     """A label too long for its cell leads with the short one, so the cut cannot hide which run it is."""
-    return row["label"] if len(row["label"]) <= 200 or row["short_label"] == row["label"] else \
+    return row["label"] if len(row["label"]) <= LABEL_CELL or row["short_label"] == row["label"] else \
         f"{row['short_label']}: {row['label']}"
 
 
@@ -197,7 +200,7 @@ def markdown_report(rows: list[dict], columns: list[tuple[str, str]], common: di
     header = ["run", *(["runs"] if grouped else []), "state", *(h for _, h in columns)] + (["error"] if with_error else [])
     lines += ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for r in rows:
-        cells = [md_text(lead_with_name(r), 200), *([str(r.get("runs", 1))] if grouped else []), r["state"],
+        cells = [md_text(lead_with_name(r), LABEL_CELL), *([str(r.get("runs", 1))] if grouped else []), r["state"],
                  *(spread_cell(r, k) for k, _ in columns)]
         lines.append("| " + " | ".join(cells + ([md_text(r["error"])] if with_error else [])) + " |")
     return "\n".join(lines)
