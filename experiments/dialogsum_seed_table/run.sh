@@ -13,21 +13,24 @@ N=${N:-3000}
 OUT=${OUT:-outputs/dialogsum_seed_table}
 EXP=experiments/dialogsum_seed_table
 RESULTS=$EXP/results.json
+STRATEGIES=${STRATEGIES:-lora full}  # STRATEGIES=lora: only that column
 D="model=smollm2_135m data=dialogsum data.path=$DATA"
+
+has_row() {  # results.json is the record: a row already there is not scored again (its outputs may be gone)
+  [ -f "$RESULTS" ] && python -c 'import json, sys; sys.exit(all(r["name"] != sys.argv[2] for r in json.load(open(sys.argv[1]))))' "$RESULTS" "$1"
+}
 
 score() {  # name, run folder (empty: the base model)
   local name=$1 run=${2:-}
-  if [ ! -f "$OUT/eval_$name/predictions.jsonl" ]; then
+  has_row "$name" ||
     python -m lft.evaluate $D ${run:+run=$run} name="$name" out="$RESULTS" hydra.run.dir="$OUT/eval_$name"
-  fi
-  if [ ! -f "$OUT/rescore_$name/evaluation.json" ]; then  # once: a rerun leaves results.json's rows as they are
+  has_row "$name-summary1" ||
     python -m lft.evaluate predictions="$OUT/eval_$name" data=dialogsum 'data.reference_columns=[summary1]' \
       name="$name-summary1" out="$RESULTS" hydra.run.dir="$OUT/rescore_$name"
-  fi
 }
 
 score zero-shot
-for strategy in lora full; do
+for strategy in $STRATEGIES; do
   run=$OUT/$strategy
   if [ ! -f "$run/metrics.json" ]; then
     if [ -f "$run/checkpoints/last.ckpt" ]; then
