@@ -86,6 +86,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, tiny_bert, reference
     out = finish(resumed)
     assert resumed.returncode == 0, out[-3000:]
     assert "Resumed from" in out and "optimizer step 4, epoch 0 after 4 of its batches" in out
+    assert "not resumable" not in out  # Lightning knows the training loader resumes mid-epoch
     assert list((tmp_path / "run" / "resumes").glob("*/train.log")), "the resume logs inside the run folder"
     assert_same_run(tmp_path / "run", reference_runs[strategy])
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -55,6 +55,18 @@ def member_batches(members: list[int], batch_size: int) -> list[list[int]]:
     return batches
 
 
+class ResumableDataLoader(DataLoader):
+    """The training loader. It resumes mid-epoch exactly, through the datamodule's checkpoint state (where the
+    epoch stood) and the sampler it gives; Lightning asks the loader itself whether it can resume, and without
+    these two methods warns on every mid-epoch resume that the results may be unreliable."""
+
+    def state_dict(self) -> dict:
+        return {}  # nothing beyond the datamodule's state
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 class EncodedDataModule(L.LightningDataModule):
     def __init__(self, splits: DatasetDict, collate_fn, batch_size: int, eval_batch_size: int, num_workers: int = 0,
                  *, seed: int = 0, group_by_length: bool = False, train_collate_fn=None, stats: dict | None = None,
@@ -90,9 +102,9 @@ class EncodedDataModule(L.LightningDataModule):
         if self._resume_at is not None:
             self.train_sampler.resume_at(*self._resume_at)
             self._resume_at = None
-        return DataLoader(self.splits["train"], batch_sampler=self.train_sampler, collate_fn=self.train_collate_fn,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          generator=self._own_generator())
+        return ResumableDataLoader(self.splits["train"], batch_sampler=self.train_sampler,
+                                   collate_fn=self.train_collate_fn, num_workers=self.num_workers,
+                                   persistent_workers=self.num_workers > 0, generator=self._own_generator())
 
     def make_train_sampler(self, world_size: int = 1, rank: int = 0) -> ResumableBatchSampler:
         """Process `rank`'s training batches among `world_size`, knowing each row's labelled items."""
