@@ -38,10 +38,11 @@ def test_t5_base_vs_trained_in_one_table(make_cfg, tiny_t5, pairs_data, tmp_path
         row = evaluate(ecfg)
         assert row["rouge1"] == pytest.approx(best_reference_rouge1(Path(ecfg.paths.output_dir) / "predictions.jsonl"))
         assert row["rows"] == 12
+        assert row["precision"] == ecfg.trainer.precision and row["peak_rss_mb"] > 100  # torch alone is more
     rows = json.loads(out.read_text())
     assert [r["weights"] for r in rows] == [None, run]
     table = format_table(rows)
-    assert "rouge1 (x100)" in table and len(table.splitlines()) == 4
+    assert "rouge1 (x100)" in table and "| peak_rss_mb |" in table and len(table.splitlines()) == 4
 
 
 def test_generate_answers_from_a_lora_run(make_cfg, tiny_llama, pairs_data, tmp_path):

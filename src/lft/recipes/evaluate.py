@@ -22,6 +22,7 @@ from lft.models.loading import load_tokenizer
 from lft.recipes.rescore import rescore
 from lft.reports.results import append_row, format_table
 from lft.runs.folder import load_run_config, load_trained_model
+from lft.runs.memory import peak_memory_mb, reset_peak_memory
 from lft.tasks import build_task
 from lft.training.finetune_module import FineTuneModule
 from lft.training.loggers import build_loggers
@@ -51,6 +52,7 @@ def score(cfg: DictConfig, run, name: str | None = None, collect: bool = False, 
     """Evaluate one model on the test split: (result row, the module, its TestLogits or None). collect=True keeps
     a classifier's test logits and labels (TestLogits), and refuses data whose label set is not `labels`
     (ensemble members)."""
+    reset_peak_memory()  # each ensemble member reports its own peak
     with open_dict(cfg):
         if run:
             cfg.model = load_run_config(run).model  # the base the run trained; weights come from the run
@@ -86,6 +88,8 @@ def score(cfg: DictConfig, run, name: str | None = None, collect: bool = False, 
         "rows": len(encoded.datamodule.splits["test"]),
         **{k.removeprefix("test/"): float(v) for k, v in results.items()},
         "seconds": round(time.perf_counter() - start, 1),
+        "precision": str(trainer.precision),  # what `auto` resolved to on this machine
+        **peak_memory_mb(),
     }
     module.model = None  # ensembles score members one after another: free the weights before the next loads
     return row, module, collector

@@ -13,7 +13,9 @@ POINTS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "accuracy", "f1", "
 # response_length: a policy scored on prompts (online RL's tasks/rl.py).
 FIRST = ("name", "task", "rows", "references", "rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "perplexity", "loss", "accuracy", "f1",
          "preference_accuracy", "logp_accuracy", "reward_margin", "reward", "kl", "response_length", "acc", "acc_norm",
-         "exact_match", "seconds")
+         "exact_match", "seconds", "precision", "peak_rss_mb", "peak_gpu_mb")
+# Shown as whole numbers.
+WHOLE = ("seconds", "peak_rss_mb", "peak_gpu_mb")
 
 
 # Pairwise accuracies get a 95% Wilson interval over the row's `rows` pairs (shown in points, after the value);
@@ -60,7 +62,7 @@ def format_table(rows: list[dict]) -> str:
         if isinstance(value, list):  # references: the columns a rescored row was scored against
             return ", ".join(map(str, value))
         if isinstance(value, float):
-            return f"{100 * value:.2f}" if column in POINTS else f"{value:.3f}" if column != "seconds" else f"{value:.0f}"
+            return f"{100 * value:.2f}" if column in POINTS else f"{value:.0f}" if column in WHOLE else f"{value:.3f}"
         return str(value)
 
     def title(column):
